@@ -1,0 +1,671 @@
+"""Turn an actor's generator function into an explicit-state step machine.
+
+Python generators cannot be copied or rewound, yet an explicit-state search must branch from
+any state it has stored. So, as PlusCal turns labelled code into TLA+ actions, kvmsim reads the
+source of each generator function once and cuts it at its ``yield`` points into *blocks*: plain
+Python functions that take the frame's locals as a list and return what happens next. A frame
+is then just ``(function, block index, locals tuple)``: hashable, copyable, resumable.
+
+The model author keeps writing ordinary generator code. Supported at statement level:
+
+* ``yield LABEL`` ends an atomic step; LABEL (any expression, usually a string) names it.
+* ``yield from f(...)`` / ``x = yield from f(...)`` calls another actor function (a sub-step
+  sequence); the call itself is not a step boundary.
+* ``if``/``while``/``for``/``break``/``continue``/``return`` around such statements.
+
+Not supported around a yield (refused with file and line): ``try``, ``with``, ``while``/``for``
+with ``else``, ``yield`` inside an expression, ``global``/``nonlocal``. Code between two yields
+may use any Python at all; it runs atomically.
+
+Locals that are dead at a resume point are dropped from the frame (set to UNSET), so two
+states that differ only in a dead temporary are recognised as one, as SPIN models reset dead
+locals by hand.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import CodeType, FunctionType
+from typing import Any
+
+# Actions a block returns: (kind, ...)
+YIELD = 0  # (YIELD, next_pc, label)
+CALL = 1  # (CALL, next_pc, func, args, kwargs)
+RETURN = 2  # (RETURN, value)
+JUMP = 3  # (JUMP, next_pc)
+
+
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __reduce__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+_L = "_kv_L"  # the frame's locals list inside a block
+_S = "_kv_sent"  # value passed into the block (a callee's return value)
+_C = "_kv_C"  # closure cells of the function
+
+
+_TYPE_PARAMS: dict[str, Any] = {"type_params": []} if sys.version_info >= (3, 12) else {}
+
+
+class CompileError(Exception):
+    """The actor function uses a construct the step compiler cannot cut at a yield."""
+
+    def __init__(self, message: str, func: Callable[..., Any], node: ast.AST | None) -> None:
+        code = func.__code__
+        line = code.co_firstlineno + (getattr(node, "lineno", 1) - 1 if node else 0)
+        self.filename = code.co_filename
+        self.lineno = line
+        super().__init__(f"{code.co_filename}:{line}: in {func.__qualname__}: {message}")
+
+
+@dataclass
+class Block:
+    stmts: list[ast.stmt] = field(default_factory=list)
+    succ: set[int] = field(default_factory=set)
+
+
+@dataclass(eq=False)
+class Program:
+    """The compiled form of one generator function."""
+
+    name: str
+    qualname: str
+    filename: str
+    firstlineno: int
+    params: tuple[str, ...]
+    defaults: dict[str, Any]
+    local_names: tuple[str, ...]
+    blocks: list[Callable[[list[Any], Any, Any], tuple[Any, ...]]]
+    block_lines: list[int]
+    live: list[frozenset[int]]  # per block: local slots live on entry
+
+    def bind(self, func: FunctionType, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+        """Build the initial locals list for a call, as Python's own argument binding would."""
+        values = [UNSET] * len(self.local_names)
+        nparams = len(self.params)
+        if len(args) > nparams:
+            raise TypeError(f"{self.qualname}() takes {nparams} arguments, got {len(args)}")
+        for i, value in enumerate(args):
+            values[i] = value
+        for key, value in kwargs.items():
+            try:
+                i = self.params.index(key)
+            except ValueError:
+                raise TypeError(f"{self.qualname}() got an unexpected argument {key!r}") from None
+            if values[i] is not UNSET:
+                raise TypeError(f"{self.qualname}() got multiple values for {key!r}")
+            values[i] = value
+        for i, name in enumerate(self.params):
+            if values[i] is UNSET:
+                if name not in self.defaults:
+                    raise TypeError(f"{self.qualname}() missing argument {name!r}")
+                values[i] = self.defaults[name]
+        return values
+
+
+_cache: dict[CodeType, Program] = {}
+
+
+def compile_actor(func: Callable[..., Any]) -> Program:
+    """Compile (once per code object) a generator function into a Program."""
+    if not isinstance(func, FunctionType):
+        raise TypeError(f"{func!r} is not a Python function")
+    code = func.__code__
+    prog = _cache.get(code)
+    if prog is None:
+        if not inspect.isgeneratorfunction(func):
+            raise CompileError(
+                "an actor or a function called with `yield from` must be a generator "
+                "function (contain at least one `yield`)",
+                func,
+                None,
+            )
+        prog = _Compiler(func).compile()
+        _cache[code] = prog
+    return prog
+
+
+def _contains_yield(node: ast.AST) -> bool:
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.Yield, ast.YieldFrom)):
+            return True
+    return False
+
+
+class _Names(ast.NodeVisitor):
+    """Collect a function's local names (parameters and assignment targets)."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    def _add(self, name: str) -> None:
+        if name not in self.stored:
+            self.stored.append(name)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
+            self._add(node.id)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._add(node.name)  # nested defs are locals; their bodies are another scope
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._add(node.name)
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        pass
+
+    def _comp(self, node: ast.AST) -> None:
+        # Comprehension targets are their own scope; walrus inside would leak, ignore it.
+        pass
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comp  # type: ignore[assignment]
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._add((alias.asname or alias.name).split(".")[0])
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            self._add(alias.asname or alias.name)
+
+
+class _Rewriter(ast.NodeTransformer):
+    """Rewrite local and free names into list / cell accesses; leave nested scopes' own names."""
+
+    def __init__(self, slots: dict[str, int], cells: dict[str, int]) -> None:
+        self.slots = slots
+        self.cells = cells
+        self.shadow: list[set[str]] = []
+
+    def _shadowed(self, name: str) -> bool:
+        return any(name in s for s in self.shadow)
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if self._shadowed(node.id):
+            return node
+        if node.id in self.slots:
+            sub = ast.Subscript(
+                value=ast.Name(id=_L, ctx=ast.Load()),
+                slice=ast.Constant(self.slots[node.id]),
+                ctx=node.ctx,
+            )
+            return ast.copy_location(sub, node)
+        if node.id in self.cells and isinstance(node.ctx, ast.Load):
+            sub = ast.Attribute(
+                value=ast.Subscript(
+                    value=ast.Name(id=_C, ctx=ast.Load()),
+                    slice=ast.Constant(self.cells[node.id]),
+                    ctx=ast.Load(),
+                ),
+                attr="cell_contents",
+                ctx=ast.Load(),
+            )
+            return ast.copy_location(sub, node)
+        return node
+
+    def _scope(self, node: ast.AST, names: set[str]) -> ast.AST:
+        self.shadow.append(names)
+        try:
+            self.generic_visit(node)
+        finally:
+            self.shadow.pop()
+        return node
+
+    def _comp(self, node: ast.AST) -> ast.AST:
+        names: set[str] = set()
+        for gen in getattr(node, "generators", []):
+            for sub in ast.walk(gen.target):
+                if isinstance(sub, ast.Name):
+                    names.add(sub.id)
+        return self._scope(node, names)
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comp
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        a = node.args
+        names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
+        if a.vararg:
+            names.add(a.vararg.arg)
+        if a.kwarg:
+            names.add(a.kwarg.arg)
+        return self._scope(node, names)
+
+
+class _Jumps(ast.NodeTransformer):
+    """Inside a block, turn break/continue/return that leave the block into actions."""
+
+    def __init__(self, brk: int | None, cont: int | None) -> None:
+        self.brk = brk
+        self.cont = cont
+
+    def visit_For(self, node: ast.AST) -> ast.AST:
+        # break/continue inside a loop that stays within the block belong to that loop,
+        # but a return inside it still leaves the function.
+        saved = (self.brk, self.cont)
+        self.brk = self.cont = None
+        self.generic_visit(node)
+        self.brk, self.cont = saved
+        return node
+
+    visit_While = visit_For
+
+    def visit_FunctionDef(self, node: ast.AST) -> ast.AST:
+        return node
+
+    visit_Lambda = visit_ClassDef = visit_FunctionDef
+
+    def visit_Break(self, node: ast.Break) -> ast.AST:
+        if self.brk is None:
+            return node
+        return ast.copy_location(_action(JUMP, self.brk), node)
+
+    def visit_Continue(self, node: ast.Continue) -> ast.AST:
+        if self.cont is None:
+            return node
+        return ast.copy_location(_action(JUMP, self.cont), node)
+
+    def visit_Return(self, node: ast.Return) -> ast.AST:
+        value = node.value or ast.Constant(None)
+        ret = ast.Return(value=ast.Tuple(elts=[ast.Constant(RETURN), value], ctx=ast.Load()))
+        return ast.copy_location(ret, node)
+
+
+def _action(kind: int, *parts: ast.expr | int) -> ast.Return:
+    elts: list[ast.expr] = [ast.Constant(kind)]
+    for p in parts:
+        elts.append(ast.Constant(p) if isinstance(p, int) else p)
+    return ast.Return(value=ast.Tuple(elts=elts, ctx=ast.Load()))
+
+
+@dataclass
+class _Loop:
+    head: int
+    exit: int
+
+
+class _Compiler:
+    def __init__(self, func: FunctionType) -> None:
+        self.func = func
+        try:
+            source = textwrap.dedent(inspect.getsource(func))
+        except (OSError, TypeError) as exc:
+            raise CompileError(f"cannot read the source: {exc}", func, None) from None
+        tree = ast.parse(source)
+        node = tree.body[0]
+        if not isinstance(node, ast.FunctionDef):
+            raise CompileError("actors must be plain `def` generator functions", func, None)
+        self.fdef = node
+        self.blocks: list[Block] = []
+        self.block_nodes: list[ast.AST | None] = []
+        self.loops: list[_Loop] = []
+        self.tmp = 0
+
+        a = node.args
+        if a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs:
+            raise CompileError("actor functions take plain positional parameters", func, node)
+        self.params = tuple(x.arg for x in a.args)
+        names = _Names()
+        for stmt in node.body:
+            names.visit(stmt)
+        local_names = list(self.params) + [n for n in names.stored if n not in self.params]
+        self.local_names = local_names
+        self.slots = {n: i for i, n in enumerate(local_names)}
+        self.cells = {n: i for i, n in enumerate(func.__code__.co_freevars)}
+
+    # -- errors -----------------------------------------------------------------------
+    def fail(self, message: str, node: ast.AST) -> CompileError:
+        # self.fdef line numbers are relative to the dedented source of the function.
+        return CompileError(message, self.func, node)
+
+    # -- CFG construction -------------------------------------------------------------
+    def new_block(self, node: ast.AST | None = None) -> int:
+        self.blocks.append(Block())
+        self.block_nodes.append(node)
+        return len(self.blocks) - 1
+
+    def new_local(self, stem: str) -> str:
+        self.tmp += 1
+        name = f"_kv_{stem}{self.tmp}"
+        self.slots[name] = len(self.local_names)
+        self.local_names.append(name)
+        return name
+
+    def emit(self, b: int, stmt: ast.stmt) -> None:
+        self.blocks[b].stmts.append(stmt)
+
+    def terminate(self, b: int, ret: ast.Return, *succ: int) -> None:
+        self.blocks[b].stmts.append(ret)
+        self.blocks[b].succ.update(succ)
+
+    def compile_body(self, stmts: list[ast.stmt], b: int) -> int | None:
+        """Append stmts to block b; return the block where control falls through, or None."""
+        for stmt in stmts:
+            if b is None:
+                return None  # unreachable code after a terminator
+            if not _contains_yield(stmt):
+                self.emit(b, self.plain(stmt))
+                if isinstance(stmt, (ast.Return, ast.Raise)):
+                    return None
+                if isinstance(stmt, (ast.Break, ast.Continue)) and self.loops:
+                    loop = self.loops[-1]
+                    self.blocks[b].succ.add(loop.exit if isinstance(stmt, ast.Break) else loop.head)
+                    return None
+                self._note_jumps(stmt, b)
+                continue
+            b = self.compile_yielding(stmt, b)
+        return b
+
+    def _note_jumps(self, stmt: ast.stmt, b: int) -> None:
+        """Record CFG edges for break/continue nested in plain statements."""
+        if not self.loops:
+            return
+        loop = self.loops[-1]
+        for sub in _walk_same_loop(stmt):
+            if isinstance(sub, ast.Break):
+                self.blocks[b].succ.add(loop.exit)
+            elif isinstance(sub, ast.Continue):
+                self.blocks[b].succ.add(loop.head)
+
+    def plain(self, stmt: ast.stmt) -> ast.stmt:
+        loop = self.loops[-1] if self.loops else None
+        stmt = _Jumps(loop.exit if loop else None, loop.head if loop else None).visit(stmt)
+        return stmt
+
+    def compile_yielding(self, stmt: ast.stmt, b: int) -> int | None:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Yield):
+            if _contains_yield(stmt.value.value) if stmt.value.value else False:
+                raise self.fail("nested yield in a label", stmt)
+            label = stmt.value.value or ast.Constant(None)
+            nxt = self.new_block(stmt)
+            self.terminate(b, _action(YIELD, nxt, label), nxt)
+            return nxt
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.YieldFrom):
+            return self.call(stmt.value, None, b, stmt)
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and isinstance(stmt.value, ast.YieldFrom):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            return self.call(stmt.value, targets, b, stmt)
+        if isinstance(stmt, ast.Return) and isinstance(stmt.value, ast.YieldFrom):
+            tmp = self.new_local("ret")
+            nb = self.call(stmt.value, [ast.Name(id=tmp, ctx=ast.Store())], b, stmt)
+            assert nb is not None
+            self.emit(nb, self.plain(ast.Return(value=ast.Name(id=tmp, ctx=ast.Load()))))
+            return None
+        if isinstance(stmt, ast.If):
+            if _contains_yield(stmt.test):
+                raise self.fail(
+                    "`yield` inside an if-condition: assign it first (`r = yield from f()`)", stmt
+                )
+            then_b, else_b, join = self.new_block(stmt), self.new_block(stmt), self.new_block(stmt)
+            self.terminate(
+                b,
+                ast.Return(
+                    value=ast.IfExp(
+                        test=stmt.test,
+                        body=_tuple(JUMP, then_b),
+                        orelse=_tuple(JUMP, else_b),
+                    )
+                ),
+                then_b,
+                else_b,
+            )
+            for body, start in ((stmt.body, then_b), (stmt.orelse, else_b)):
+                end = self.compile_body(body, start)
+                if end is not None:
+                    self.terminate(end, _action(JUMP, join), join)
+            return join
+        if isinstance(stmt, ast.While):
+            if stmt.orelse:
+                raise self.fail("`while ... else` around a yield is not supported", stmt)
+            if _contains_yield(stmt.test):
+                raise self.fail("`yield` inside a while-condition is not supported", stmt)
+            head, body, exit_ = self.new_block(stmt), self.new_block(stmt), self.new_block(stmt)
+            self.terminate(b, _action(JUMP, head), head)
+            self.terminate(
+                head,
+                ast.Return(
+                    value=ast.IfExp(
+                        test=stmt.test, body=_tuple(JUMP, body), orelse=_tuple(JUMP, exit_)
+                    )
+                ),
+                body,
+                exit_,
+            )
+            self.loops.append(_Loop(head, exit_))
+            end = self.compile_body(stmt.body, body)
+            self.loops.pop()
+            if end is not None:
+                self.terminate(end, _action(JUMP, head), head)
+            return exit_
+        if isinstance(stmt, ast.For):
+            if stmt.orelse:
+                raise self.fail("`for ... else` around a yield is not supported", stmt)
+            if _contains_yield(stmt.iter):
+                raise self.fail("`yield` inside a for-iterable is not supported", stmt)
+            seq, idx = self.new_local("seq"), self.new_local("i")
+            self.emit(b, _assign(seq, ast.Call(ast.Name("tuple", ast.Load()), [stmt.iter], [])))
+            self.emit(b, _assign(idx, ast.Constant(0)))
+            head, body, exit_ = self.new_block(stmt), self.new_block(stmt), self.new_block(stmt)
+            self.terminate(b, _action(JUMP, head), head)
+            cond = ast.Compare(
+                left=ast.Name(idx, ast.Load()),
+                ops=[ast.Lt()],
+                comparators=[ast.Call(ast.Name("len", ast.Load()), [ast.Name(seq, ast.Load())], [])],
+            )
+            self.terminate(
+                head,
+                ast.Return(
+                    value=ast.IfExp(test=cond, body=_tuple(JUMP, body), orelse=_tuple(JUMP, exit_))
+                ),
+                body,
+                exit_,
+            )
+            self.emit(
+                body,
+                ast.Assign(
+                    targets=[stmt.target],
+                    value=ast.Subscript(ast.Name(seq, ast.Load()), ast.Name(idx, ast.Load()), ast.Load()),
+                ),
+            )
+            self.emit(
+                body,
+                ast.AugAssign(target=ast.Name(idx, ast.Store()), op=ast.Add(), value=ast.Constant(1)),
+            )
+            self.loops.append(_Loop(head, exit_))
+            end = self.compile_body(stmt.body, body)
+            self.loops.pop()
+            if end is not None:
+                self.terminate(end, _action(JUMP, head), head)
+            return exit_
+        kind = type(stmt).__name__
+        if isinstance(stmt, (ast.Try, ast.With)):
+            raise self.fail(f"a yield inside `{kind.lower()}` is not supported", stmt)
+        raise self.fail(
+            "yield is allowed only as `yield LABEL`, `yield from f(...)`, "
+            "`x = yield from f(...)` or `return (yield from f(...))`",
+            stmt,
+        )
+
+    def call(
+        self, yf: ast.YieldFrom, targets: list[ast.expr] | None, b: int, stmt: ast.stmt
+    ) -> int:
+        callee = yf.value
+        if not isinstance(callee, ast.Call) or any(
+            isinstance(a, ast.Starred) for a in callee.args
+        ) or any(k.arg is None for k in callee.keywords):
+            raise self.fail("`yield from` must call a function directly: `yield from f(a, b)`", stmt)
+        if _contains_yield(callee):
+            raise self.fail("nested yield inside a `yield from` call", stmt)
+        nxt = self.new_block(stmt)
+        args = ast.Tuple(elts=list(callee.args), ctx=ast.Load())
+        kwargs = ast.Dict(
+            keys=[ast.Constant(k.arg) for k in callee.keywords],
+            values=[k.value for k in callee.keywords],
+        )
+        self.terminate(b, _action(CALL, nxt, callee.func, args, kwargs), nxt)
+        if targets:
+            self.emit(nxt, ast.Assign(targets=targets, value=ast.Name(_S, ast.Load())))
+        return nxt
+
+    # -- liveness -----------------------------------------------------------------------
+    def liveness(self) -> list[frozenset[int]]:
+        uses: list[set[int]] = []
+        defs: list[set[int]] = []
+        for blk in self.blocks:
+            u: set[int] = set()
+            d: set[int] = set()
+            for stmt in blk.stmts:
+                loads, stores = _names_in(stmt, self.slots)
+                u |= loads - d
+                # Only unconditional top-level stores kill; anything nested may not run.
+                if isinstance(stmt, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                    d |= stores - u
+            uses.append(u)
+            defs.append(d)
+        live_in: list[set[int]] = [set(u) for u in uses]
+        changed = True
+        while changed:
+            changed = False
+            for i in reversed(range(len(self.blocks))):
+                out: set[int] = set()
+                for s in self.blocks[i].succ:
+                    out |= live_in[s]
+                new = uses[i] | (out - defs[i])
+                if new != live_in[i]:
+                    live_in[i] = new
+                    changed = True
+        return [frozenset(x) for x in live_in]
+
+    # -- code generation --------------------------------------------------------------
+    def compile(self) -> Program:
+        entry = self.new_block(self.fdef)
+        end = self.compile_body(self.fdef.body, entry)
+        if end is not None:
+            self.terminate(end, _action(RETURN, ast.Constant(None)))
+        live = self.liveness()
+        rewriter = _Rewriter(self.slots, self.cells)
+        funcs: list[ast.stmt] = []
+        for i, blk in enumerate(self.blocks):
+            body = [rewriter.visit(s) for s in blk.stmts] or [_action(RETURN, ast.Constant(None))]
+            fn = ast.FunctionDef(
+                name=f"_kv_block_{i}",
+                args=ast.arguments(
+                    posonlyargs=[],
+                    args=[ast.arg(_L), ast.arg(_S), ast.arg(_C)],
+                    kwonlyargs=[],
+                    kw_defaults=[],
+                    defaults=[],
+                ),
+                body=body,
+                decorator_list=[],
+                returns=None,
+                **_TYPE_PARAMS,
+            )
+            funcs.append(fn)
+        module = ast.Module(body=funcs, type_ignores=[])
+        # Keep the user's line numbers so tracebacks point into their file.
+        ast.increment_lineno(module, self.func.__code__.co_firstlineno - 1)
+        ast.fix_missing_locations(module)
+        _fix_ranges(module)
+        code = compile(module, self.func.__code__.co_filename, "exec")
+        namespace: dict[str, Any] = {}
+        exec(code, self.func.__globals__, namespace)  # noqa: S102 - compiling the user's own model
+        blocks = [namespace[f"_kv_block_{i}"] for i in range(len(self.blocks))]
+        lines = [
+            (node.lineno + self.func.__code__.co_firstlineno - 1)
+            if node is not None and hasattr(node, "lineno")
+            else self.func.__code__.co_firstlineno
+            for node in self.block_nodes
+        ]
+        defaults: dict[str, Any] = {}
+        if self.func.__defaults__:
+            for name, value in zip(self.params[-len(self.func.__defaults__) :], self.func.__defaults__):
+                defaults[name] = value
+        return Program(
+            name=self.func.__name__,
+            qualname=self.func.__qualname__,
+            filename=self.func.__code__.co_filename,
+            firstlineno=self.func.__code__.co_firstlineno,
+            params=self.params,
+            defaults=defaults,
+            local_names=tuple(self.local_names),
+            blocks=blocks,
+            block_lines=lines,
+            live=live,
+        )
+
+
+def _tuple(*parts: int) -> ast.Tuple:
+    return ast.Tuple(elts=[ast.Constant(p) for p in parts], ctx=ast.Load())
+
+
+def _assign(name: str, value: ast.expr) -> ast.Assign:
+    return ast.Assign(targets=[ast.Name(name, ast.Store())], value=value)
+
+
+def _walk_same_loop(stmt: ast.AST) -> list[ast.AST]:
+    """Nodes of stmt, not descending into nested loops or scopes."""
+    out: list[ast.AST] = []
+    todo = [stmt]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.For, ast.While, ast.FunctionDef, ast.Lambda, ast.ClassDef)):
+                continue
+            todo.append(child)
+    return out
+
+
+def _names_in(stmt: ast.AST, slots: dict[str, int]) -> tuple[set[int], set[int]]:
+    loads: set[int] = set()
+    stores: set[int] = set()
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Name) and node.id in slots:
+            if isinstance(node.ctx, ast.Load):
+                loads.add(slots[node.id])
+            else:
+                stores.add(slots[node.id])
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            if node.target.id in slots:
+                loads.add(slots[node.target.id])
+    # A name both stored and loaded in one statement (x = x + 1) is a use first.
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+        value = stmt.value
+        if value is not None:
+            value_loads = {
+                slots[n.id]
+                for n in ast.walk(value)
+                if isinstance(n, ast.Name) and n.id in slots and isinstance(n.ctx, ast.Load)
+            }
+            loads |= value_loads
+    return loads, stores
+
+
+def _fix_ranges(tree: ast.AST) -> None:
+    """Synthetic nodes inherit a start line; make every node's range well-formed."""
+    for node in ast.walk(tree):
+        if hasattr(node, "lineno"):
+            end = getattr(node, "end_lineno", None)
+            if end is None or end < node.lineno:
+                node.end_lineno = node.lineno
+            if node.end_lineno == node.lineno:
+                col = getattr(node, "col_offset", 0) or 0
+                endcol = getattr(node, "end_col_offset", None)
+                if endcol is None or endcol < col:
+                    node.end_col_offset = col

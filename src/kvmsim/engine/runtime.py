@@ -1,0 +1,82 @@
+"""Primitives a model calls inside a step: block on a condition, choose nondeterministically.
+
+Both work by re-execution. A step always starts from a stored state, so the explorer can run
+it as often as it likes: ``await_`` abandons a step whose condition is false (the actor is
+disabled in that state, and nothing it did in the step survives), and ``choose`` asks the
+explorer to run the step once per option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Blocked(Exception):
+    """Raised by await_ when the actor cannot take this step in this state."""
+
+
+class NeedChoice(Exception):
+    def __init__(self, options: int, label: str) -> None:
+        super().__init__(options)
+        self.options = options
+        self.label = label
+
+
+class _Script:
+    """The choices a step takes, fixed by the explorer before it runs the step."""
+
+    __slots__ = ("choices", "pos", "made")
+
+    def __init__(self) -> None:
+        self.choices: tuple[int, ...] = ()
+        self.pos = 0
+        self.made: list[str] = []
+
+    def reset(self, choices: tuple[int, ...]) -> None:
+        self.choices = choices
+        self.pos = 0
+        self.made = []
+
+
+SCRIPT = _Script()
+
+
+def await_(condition: bool) -> None:
+    """Take this step only in states where condition holds; otherwise the actor waits.
+
+    Call it at the start of a step (before any effect). A waiting actor costs the explorer
+    nothing: it is simply not enabled, as a PlusCal ``await`` or a SPIN guard.
+    """
+    if not condition:
+        raise Blocked
+
+
+def choose(options: Sequence[T], label: str = "") -> T:
+    """Return one of options; the explorer follows every one of them.
+
+    label names the choice in traces (e.g. ``choose((True, False), "gup fails")``).
+    """
+    if not options:
+        raise Blocked
+    if len(options) == 1:
+        return options[0]
+    s = SCRIPT
+    if s.pos == len(s.choices):
+        raise NeedChoice(len(options), label)
+    index = s.choices[s.pos]
+    s.pos += 1
+    value = options[index]
+    s.made.append(f"{label}={value!r}" if label else repr(value))
+    return value
+
+
+def maybe(label: str = "") -> bool:
+    """Shorthand for choose((False, True), label): an environment event may or may not occur."""
+    return choose((False, True), label)
+
+
+def describe_choice(value: Any) -> str:
+    return repr(value)

@@ -1,0 +1,280 @@
+"""Runs one atomic step of one actor from a stored state: the explorer's only primitive.
+
+A state is ``(world, actors)``: the world's field tuples and, per actor, ``None`` once it has
+finished or its call stack of frames ``(function, block, live locals)``. Both are plain tuples,
+so a state is its own fingerprint.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import FunctionType
+from typing import Any
+
+from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, Program, compile_actor
+from .model import ActorSpec, Model
+from .runtime import SCRIPT, Blocked, NeedChoice
+from .world import ModelError, World, WorldTuple, check_value
+
+Frame = tuple[FunctionType, int, tuple[Any, ...]]
+ActorState = tuple[Frame, ...] | None
+State = tuple[WorldTuple, tuple[ActorState, ...]]
+
+STEP_BUDGET = 100_000  # blocks one step may run before it is declared non-terminating
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one step did. kind: ok, blocked, assertion, error."""
+
+    kind: str
+    state: State | None = None
+    label: str = ""
+    stack: tuple[str, ...] = ()  # kernel-function-like call stack at the step's end
+    choices: tuple[str, ...] = ()
+    message: str = ""
+    line: str = ""  # file:line of the yield (or the failure)
+
+
+class System:
+    """A model instantiated once: the live world objects and the compiled actors."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        root, actors = model.build()
+        self.root = root
+        self.actors: list[ActorSpec] = actors
+        roots: list[tuple[str, Any]] = [("", root)]
+        for spec in actors:
+            for i, arg in enumerate(spec.args):
+                roots.append((f"{spec.name}.arg{i}", arg))
+            for key, arg in spec.kwargs:
+                roots.append((f"{spec.name}.{key}", arg))
+        self.world = World(roots)
+        self.world.validate(self.world.loaded)
+        frames: list[ActorState] = []
+        for spec in actors:
+            prog = compile_actor(spec.func)
+            values = prog.bind(spec.func, spec.args, dict(spec.kwargs))  # type: ignore[arg-type]
+            frames.append(((spec.func, 0, tuple(values)),))  # type: ignore[arg-type]
+        self.initial: State = (self.world.loaded, tuple(frames))
+        self.validate_state(self.initial)
+        self.validated = 0
+
+    # -- helpers --------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return [a.name for a in self.actors]
+
+    def validate_state(self, state: State) -> None:
+        self.world.validate(state[0])
+        known = self.world.known_ids
+        for spec, frames in zip(self.actors, state[1]):
+            if frames is None:
+                continue
+            for func, pc, values in frames:
+                prog = compile_actor(func)
+                for name, value in zip(prog.local_names, values):
+                    check_value(value, f"local {name!r} of {prog.qualname} (actor {spec.name})", known)
+        hash(state)
+
+    def enabled(self, state: State, actor: int) -> bool:
+        return any(o.kind != "blocked" for o in self.successors_of(state, actor))
+
+    # -- the step -------------------------------------------------------------------
+    def step(self, state: State, actor: int, choices: tuple[int, ...]) -> Outcome | NeedChoice:
+        """Run actor's next step from state with the given choice script."""
+        frames_in = state[1][actor]
+        assert frames_in is not None
+        self.world.load(state[0])
+        frames = [[f, pc, list(values)] for f, pc, values in frames_in]
+        SCRIPT.reset(choices)
+        sent: Any = None
+        budget = STEP_BUDGET
+        label: Any = ""
+        finished = False
+        try:
+            while True:
+                fr = frames[-1]
+                func = fr[0]
+                prog = compile_actor(func)
+                act = prog.blocks[fr[1]](fr[2], sent, func.__closure__)
+                kind = act[0]
+                sent = None
+                if kind == YIELD:
+                    fr[1] = act[1]
+                    label = act[2]
+                    break
+                if kind == JUMP:
+                    fr[1] = act[1]
+                elif kind == CALL:
+                    fr[1] = act[1]
+                    callee = act[2]
+                    if not isinstance(callee, FunctionType):
+                        raise ModelError(f"`yield from` needs a generator function, got {callee!r}")
+                    cprog = compile_actor(callee)
+                    frames.append([callee, 0, cprog.bind(callee, act[3], act[4])])
+                elif kind == RETURN:
+                    frames.pop()
+                    if not frames:
+                        finished = True
+                        label = "return"
+                        break
+                    sent = act[1]
+                budget -= 1
+                if budget == 0:
+                    raise ModelError(
+                        f"a step of {prog.qualname} ran {STEP_BUDGET} blocks without yielding; "
+                        "a loop between two yields never ends"
+                    )
+        except NeedChoice as need:
+            self._restore()
+            return need
+        except Blocked:
+            self._restore()
+            return Outcome("blocked")
+        except AssertionError as exc:
+            self._restore()
+            return Outcome(
+                "assertion",
+                message=str(exc) or "assertion failed",
+                stack=_stack_names(frames),
+                choices=tuple(SCRIPT.made),
+                line=_failure_line(exc),
+            )
+        except ModelError:
+            self._restore()
+            raise
+        except Exception as exc:  # the model itself raised: a failure with a trace, not a crash
+            self._restore()
+            return Outcome(
+                "error",
+                message=f"{type(exc).__name__}: {exc}",
+                stack=_stack_names(frames),
+                choices=tuple(SCRIPT.made),
+                line=_failure_line(exc),
+            )
+        world = self.world.snapshot(state[0])
+        self.world.loaded = world
+        stack = _stack_names(frames)
+        line = _yield_line(frames)
+        if finished:
+            new_frames: ActorState = None
+        else:
+            new_frames = tuple(_freeze(f) for f in frames)
+        actors = state[1][:actor] + (new_frames,) + state[1][actor + 1 :]
+        text = label if isinstance(label, str) else repr(label)
+        return Outcome("ok", (world, actors), text, stack, tuple(SCRIPT.made), line=line)
+
+    def _restore(self) -> None:
+        """Undo a step's partial effects: write the stored state back into the objects."""
+        loaded = self.world.loaded
+        self.world.loaded = ()  # force a full reload
+        self.world.load(loaded)
+
+    def successors_of(self, state: State, actor: int) -> Iterator[Outcome]:
+        """Every outcome of actor's next step, one per combination of choices."""
+        if state[1][actor] is None:
+            return
+        pending: list[tuple[int, ...]] = [()]
+        while pending:
+            script = pending.pop(0)
+            out = self.step(state, actor, script)
+            if isinstance(out, NeedChoice):
+                pending[0:0] = [script + (i,) for i in range(out.options)]
+                continue
+            yield out
+
+    def step_with(self, state: State, actor: int, choices: tuple[int, ...]) -> Outcome:
+        """Replay one recorded step (its choices known)."""
+        out = self.step(state, actor, choices)
+        if isinstance(out, NeedChoice):
+            raise ModelError("replay diverged: the step asked for a choice it did not ask for before")
+        return out
+
+    def successors(self, state: State) -> Iterator[tuple[int, tuple[int, ...], Outcome]]:
+        """(actor, choice script, outcome) for every transition out of state."""
+        for i in range(len(self.actors)):
+            if state[1][i] is None:
+                continue
+            pending: list[tuple[int, ...]] = [()]
+            while pending:
+                script = pending.pop(0)
+                out = self.step(state, i, script)
+                if isinstance(out, NeedChoice):
+                    pending[0:0] = [script + (k,) for k in range(out.options)]
+                    continue
+                yield i, script, out
+
+    def unfinished(self, state: State, include_daemons: bool = False) -> list[str]:
+        return [
+            spec.name
+            for spec, frames in zip(self.actors, state[1])
+            if frames is not None and (include_daemons or not spec.daemon)
+        ]
+
+    def check_invariants(self, state: State) -> list[tuple[str, str]]:
+        """[(property, message)] for every invariant false in state (world must be loaded)."""
+        self.world.load(state[0])
+        bad = []
+        for prop in self.model.invariants:
+            assert prop.check is not None
+            try:
+                ok = prop.check(self.root)
+            except Exception as exc:  # an invariant that raises is a broken model
+                raise ModelError(
+                    f"invariant {prop.name!r} raised {type(exc).__name__}: {exc}\n"
+                    + "".join(traceback.format_exception(exc)[-2:])
+                ) from None
+            if not ok:
+                bad.append((prop.name, prop.description))
+        return bad
+
+    def check_sometimes(self, state: State, pending: set[str]) -> list[str]:
+        self.world.load(state[0])
+        hit = []
+        for prop in self.model.sometimes_props:
+            if prop.name in pending:
+                assert prop.check is not None
+                if prop.check(self.root):
+                    hit.append(prop.name)
+        return hit
+
+    def location(self, state: State, actor: int) -> str:
+        frames = state[1][actor]
+        if frames is None:
+            return "finished"
+        func, pc, _ = frames[-1]
+        prog = compile_actor(func)
+        return f"{prog.name}:{prog.block_lines[pc]}"
+
+
+def _freeze(fr: list[Any]) -> Frame:
+    func, pc, values = fr
+    prog: Program = compile_actor(func)
+    live = prog.live[pc]
+    return (func, pc, tuple(v if i in live else UNSET for i, v in enumerate(values)))
+
+
+def _stack_names(frames: list[list[Any]]) -> tuple[str, ...]:
+    return tuple(f[0].__name__ for f in frames)
+
+
+def _yield_line(frames: list[list[Any]]) -> str:
+    if not frames:
+        return ""
+    func, pc, _ = frames[-1]
+    prog = compile_actor(func)
+    return f"{prog.filename}:{prog.block_lines[pc]}"
+
+
+def _failure_line(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    if last is None:
+        return ""
+    return f"{last.tb_frame.f_code.co_filename}:{last.tb_lineno}"

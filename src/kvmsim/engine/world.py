@@ -1,0 +1,192 @@
+"""Shared state: plain-data objects whose field values are the world's state.
+
+A model's shared state lives in ``Struct`` objects created once by the model's setup. Actors
+hold references to them across yields, so the explorer never replaces them: to move to
+another state it writes the stored field values back into the same objects (``World.load``).
+Field values must be immutable (ints, strings, tuples, frozensets, ``None``, enums, or
+references to other ``Struct`` objects of the same world) so that a snapshot is a tuple
+that can be hashed and shared between states.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+ObjTuple = tuple[Any, ...]
+WorldTuple = tuple[ObjTuple, ...]
+
+
+class ModelError(Exception):
+    """The model breaks a rule of the engine (the message says which and how to fix it)."""
+
+
+class Struct:
+    """Base class for shared-state objects: declare fields as annotated class attributes.
+
+    >>> class Lock(Struct):
+    ...     holder: int | None = None
+    ...     waiters: int = 0
+    """
+
+    _fields: ClassVar[tuple[str, ...]] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fields: list[str] = []
+        defaults: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            for name in klass.__dict__.get("__annotations__", {}):
+                if name.startswith("_"):
+                    continue
+                ann = klass.__dict__["__annotations__"][name]
+                if "ClassVar" in str(ann):
+                    continue
+                if name not in fields:
+                    fields.append(name)
+                if name in klass.__dict__:
+                    defaults[name] = klass.__dict__[name]
+        cls._fields = tuple(fields)
+        cls._defaults = defaults
+
+    def __init__(self, **values: Any) -> None:
+        for name in self._fields:
+            if name in values:
+                value = values.pop(name)
+            elif name in self._defaults:
+                value = self._defaults[name]
+            else:
+                raise TypeError(f"{type(self).__name__}: field {name!r} needs a value")
+            object.__setattr__(self, name, value)
+        if values:
+            raise TypeError(f"{type(self).__name__} has no field {next(iter(values))!r}")
+
+    def __repr__(self) -> str:
+        name = getattr(self, "name", None)
+        return name if isinstance(name, str) else f"<{type(self).__name__}>"
+
+
+_IMMUTABLE_SCALARS = (int, float, str, bytes, bool, type(None), enum.Enum, complex)
+
+
+def check_value(value: Any, where: str, known: set[int]) -> None:
+    """Raise ModelError if value could change behind the explorer's back."""
+    if isinstance(value, _IMMUTABLE_SCALARS):
+        return
+    if isinstance(value, Struct):
+        if id(value) not in known:
+            raise ModelError(
+                f"{where} refers to a {type(value).__name__} created after setup; "
+                "create every Struct in the model's setup and keep them for the whole run"
+            )
+        return
+    if isinstance(value, (tuple, frozenset)):
+        for item in value:
+            check_value(item, where, known)
+        return
+    if type(value).__name__ == "_Unset":
+        return
+    if callable(value) and hasattr(value, "__code__"):
+        return  # functions are code, not state
+    raise ModelError(
+        f"{where} holds a {type(value).__name__}, which is mutable or unhashable; "
+        "use a tuple, frozenset or int instead"
+    )
+
+
+class World:
+    """Every Struct reachable from the model's roots, in a fixed order."""
+
+    def __init__(self, roots: list[tuple[str, Any]]) -> None:
+        self.objects: list[Struct] = []
+        self.names: list[str] = []
+        self._ids: set[int] = set()
+        for name, root in roots:
+            self._discover(root, name)
+        self.fields = [type(o)._fields for o in self.objects]
+        self.loaded: WorldTuple = self.snapshot_full()
+
+    def _discover(self, value: Any, path: str) -> None:
+        if isinstance(value, Struct):
+            if id(value) in self._ids:
+                return
+            self._ids.add(id(value))
+            own = getattr(value, "name", None)
+            self.objects.append(value)
+            self.names.append(own if isinstance(own, str) and own else path)
+            label = self.names[-1]
+            extra = set(value.__dict__) - set(type(value)._fields)
+            if extra:
+                raise ModelError(
+                    f"{label}.{sorted(extra)[0]} is not a declared field of "
+                    f"{type(value).__name__}; declare it as an annotated class attribute"
+                )
+            # Field order is the snapshot order: rebuild __dict__ in declaration order.
+            values = dict(value.__dict__)
+            value.__dict__.clear()
+            value.__dict__.update((f, values[f]) for f in type(value)._fields)
+            for f in type(value)._fields:
+                self._discover(getattr(value, f), f"{label}.{f}" if label else f)
+        elif isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                self._discover(item, f"{path}[{i}]")
+
+    def __iter__(self) -> Iterator[Struct]:
+        return iter(self.objects)
+
+    def knows(self, obj: Any) -> bool:
+        return id(obj) in self._ids
+
+    @property
+    def known_ids(self) -> set[int]:
+        return self._ids
+
+    def snapshot_full(self) -> WorldTuple:
+        return tuple(tuple(o.__dict__.values()) for o in self.objects)
+
+    def snapshot(self, base: WorldTuple) -> WorldTuple:
+        """The current contents, sharing each unchanged object's tuple with base."""
+        out = []
+        for o, old in zip(self.objects, base):
+            new = tuple(o.__dict__.values())
+            out.append(old if new == old else new)
+        return tuple(out)
+
+    def load(self, target: WorldTuple) -> None:
+        """Make the live objects hold target's values (only those that differ)."""
+        loaded = self.loaded
+        if target is loaded:
+            return
+        full = len(loaded) != len(target)
+        for i, vals in enumerate(target):
+            if full or vals is not loaded[i]:
+                obj = self.objects[i]
+                d = obj.__dict__
+                if len(vals) == len(d):
+                    d.update(zip(self.fields[i], vals))
+                else:  # a stray attribute was added by a step; drop it
+                    d.clear()
+                    d.update(zip(self.fields[i], vals))
+        self.loaded = target
+
+    def validate(self, state: WorldTuple) -> None:
+        for name, obj, vals in zip(self.names, self.objects, state):
+            fields = type(obj)._fields
+            if len(vals) != len(fields) or len(obj.__dict__) != len(fields):
+                extra = set(obj.__dict__) - set(fields)
+                raise ModelError(
+                    f"{name}.{sorted(extra)[0] if extra else '?'} is not a declared field of "
+                    f"{type(obj).__name__}; declare it as an annotated class attribute"
+                )
+            for f, v in zip(fields, vals):
+                check_value(v, f"{name}.{f}" if name else f, self._ids)
+
+    def describe(self, state: WorldTuple) -> dict[str, Any]:
+        """Flat {path: value} view of a state, for traces and reports."""
+        out: dict[str, Any] = {}
+        for name, obj, vals in zip(self.names, self.objects, state):
+            for f, v in zip(type(obj)._fields, vals):
+                out[f"{name}.{f}" if name else f] = v
+        return out
