@@ -465,7 +465,9 @@ class _Compiler:
             cond = ast.Compare(
                 left=ast.Name(idx, ast.Load()),
                 ops=[ast.Lt()],
-                comparators=[ast.Call(ast.Name("len", ast.Load()), [ast.Name(seq, ast.Load())], [])],
+                comparators=[
+                    ast.Call(ast.Name("len", ast.Load()), [ast.Name(seq, ast.Load())], [])
+                ],
             )
             self.terminate(
                 head,
@@ -479,12 +481,16 @@ class _Compiler:
                 body,
                 ast.Assign(
                     targets=[stmt.target],
-                    value=ast.Subscript(ast.Name(seq, ast.Load()), ast.Name(idx, ast.Load()), ast.Load()),
+                    value=ast.Subscript(
+                        ast.Name(seq, ast.Load()), ast.Name(idx, ast.Load()), ast.Load()
+                    ),
                 ),
             )
             self.emit(
                 body,
-                ast.AugAssign(target=ast.Name(idx, ast.Store()), op=ast.Add(), value=ast.Constant(1)),
+                ast.AugAssign(
+                    target=ast.Name(idx, ast.Store()), op=ast.Add(), value=ast.Constant(1)
+                ),
             )
             self.loops.append(_Loop(head, exit_))
             end = self.compile_body(stmt.body, body)
@@ -505,10 +511,14 @@ class _Compiler:
         self, yf: ast.YieldFrom, targets: list[ast.expr] | None, b: int, stmt: ast.stmt
     ) -> int:
         callee = yf.value
-        if not isinstance(callee, ast.Call) or any(
-            isinstance(a, ast.Starred) for a in callee.args
-        ) or any(k.arg is None for k in callee.keywords):
-            raise self.fail("`yield from` must call a function directly: `yield from f(a, b)`", stmt)
+        if (
+            not isinstance(callee, ast.Call)
+            or any(isinstance(a, ast.Starred) for a in callee.args)
+            or any(k.arg is None for k in callee.keywords)
+        ):
+            raise self.fail(
+                "`yield from` must call a function directly: `yield from f(a, b)`", stmt
+            )
         if _contains_yield(callee):
             raise self.fail("nested yield inside a `yield from` call", stmt)
         nxt = self.new_block(stmt)
@@ -594,7 +604,9 @@ class _Compiler:
         ]
         defaults: dict[str, Any] = {}
         if self.func.__defaults__:
-            for name, value in zip(self.params[-len(self.func.__defaults__) :], self.func.__defaults__):
+            for name, value in zip(
+                self.params[-len(self.func.__defaults__) :], self.func.__defaults__
+            ):
                 defaults[name] = value
         return Program(
             name=self.func.__name__,

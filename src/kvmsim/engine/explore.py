@@ -167,7 +167,9 @@ class _Search:
         self.descriptions = {p.name: p.description for p in model.properties}
 
     # -- recording ----------------------------------------------------------------------
-    def record(self, prop: str, kind: str, message: str, path: Path, loop: int | None = None) -> None:
+    def record(
+        self, prop: str, kind: str, message: str, path: Path, loop: int | None = None
+    ) -> None:
         if prop not in self.found:
             self.found[prop] = (kind, message, list(path), self.descriptions.get(prop, ""), loop)
 
@@ -208,7 +210,9 @@ class _Search:
             trace, _ = replay(self.system, path, loop)
             violations.append(Violation(prop, kind, message, trace, desc))
         complete = self.exhaustive and not self.interrupted
-        sometimes = {p.name: p.name not in self.sometimes_pending for p in self.model.sometimes_props}
+        sometimes = {
+            p.name: p.name not in self.sometimes_pending for p in self.model.sometimes_props
+        }
         if complete and not self.done():
             for p in self.model.sometimes_props:
                 if p.name in self.sometimes_pending:
@@ -325,7 +329,8 @@ def _bfs(s: _Search) -> None:
                 s.record(
                     "deadlock",
                     "deadlock",
-                    "no actor can move; waiting: " + ", ".join(
+                    "no actor can move; waiting: "
+                    + ", ".join(
                         f"{n} at {sys.location(state, sys.names().index(n))}" for n in stuck
                     ),
                     path_to(idx),

@@ -67,7 +67,9 @@ class Setup:
             raise ValueError(f"two actors are named {name!r}")
         compile_actor(func)
         self.actors.append(
-            ActorSpec(name, func, args, tuple(sorted(kwargs.items())), must_finish, daemon, lane or name)
+            ActorSpec(
+                name, func, args, tuple(sorted(kwargs.items())), must_finish, daemon, lane or name
+            )
         )
 
 
@@ -87,20 +89,28 @@ class Model:
         self._setup = func
         return func
 
-    def invariant(self, name: str, description: str = "") -> Callable[[Callable[[Any], bool]], Callable[[Any], bool]]:
+    def invariant(
+        self, name: str, description: str = ""
+    ) -> Callable[[Callable[[Any], bool]], Callable[[Any], bool]]:
         """Decorator: a predicate on the root object that must hold in every reachable state."""
 
         def register(func: Callable[[Any], bool]) -> Callable[[Any], bool]:
-            self._add(Property(name, "invariant", func, description or (func.__doc__ or "").strip()))
+            self._add(
+                Property(name, "invariant", func, description or (func.__doc__ or "").strip())
+            )
             return func
 
         return register
 
-    def sometimes(self, name: str, description: str = "") -> Callable[[Callable[[Any], bool]], Callable[[Any], bool]]:
+    def sometimes(
+        self, name: str, description: str = ""
+    ) -> Callable[[Callable[[Any], bool]], Callable[[Any], bool]]:
         """Decorator: a predicate that must hold in at least one reachable state (not vacuous)."""
 
         def register(func: Callable[[Any], bool]) -> Callable[[Any], bool]:
-            self._add(Property(name, "sometimes", func, description or (func.__doc__ or "").strip()))
+            self._add(
+                Property(name, "sometimes", func, description or (func.__doc__ or "").strip())
+            )
             return func
 
         return register

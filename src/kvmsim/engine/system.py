@@ -73,10 +73,12 @@ class System:
         for spec, frames in zip(self.actors, state[1]):
             if frames is None:
                 continue
-            for func, pc, values in frames:
+            for func, _pc, values in frames:
                 prog = compile_actor(func)
                 for name, value in zip(prog.local_names, values):
-                    check_value(value, f"local {name!r} of {prog.qualname} (actor {spec.name})", known)
+                    check_value(
+                        value, f"local {name!r} of {prog.qualname} (actor {spec.name})", known
+                    )
         hash(state)
 
     def enabled(self, state: State, actor: int) -> bool:
@@ -190,7 +192,9 @@ class System:
         """Replay one recorded step (its choices known)."""
         out = self.step(state, actor, choices)
         if isinstance(out, NeedChoice):
-            raise ModelError("replay diverged: the step asked for a choice it did not ask for before")
+            raise ModelError(
+                "replay diverged: the step asked for a choice it did not ask for before"
+            )
         return out
 
     def successors(self, state: State) -> Iterator[tuple[int, tuple[int, ...], Outcome]]:

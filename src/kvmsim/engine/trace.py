@@ -89,7 +89,18 @@ def replay(system: System, path: Path, loop_start: int | None = None) -> tuple[T
         spec = system.actors[actor]
         if out.kind != "ok" or out.state is None:
             trace.steps.append(
-                TraceStep(n, spec.name, spec.lane, out.kind, out.stack, out.choices, (), out.line, out.kind, out.message)
+                TraceStep(
+                    n,
+                    spec.name,
+                    spec.lane,
+                    out.kind,
+                    out.stack,
+                    out.choices,
+                    (),
+                    out.line,
+                    out.kind,
+                    out.message,
+                )
             )
             break
         after = system.world.describe(out.state[0])
