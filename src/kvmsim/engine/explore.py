@@ -187,8 +187,10 @@ class _Search:
             for prop in sys.check_sometimes(state, self.sometimes_pending):
                 self.sometimes_pending.discard(prop)
 
-    def on_outcome_failure(self, kind: str, message: str, path: Path) -> None:
-        if kind == "assertion":
+    def on_outcome_failure(self, kind: str, message: str, path: Path, prop: str = "") -> None:
+        if kind == "property":
+            self.record(prop, "property", message, path)
+        elif kind == "assertion":
             self.record("assertion", "assertion", message, path)
         else:
             self.record("model error", "error", message, path)
@@ -301,7 +303,7 @@ def _bfs(s: _Search) -> None:
             moved = True
             s.stats.transitions += 1
             if out.kind != "ok":
-                s.on_outcome_failure(out.kind, out.message, path_to(idx) + [(actor, script)])
+                s.on_outcome_failure(out.kind, out.message, path_to(idx) + [(actor, script)], out.prop)
                 continue
             child = out.state
             assert child is not None
@@ -407,7 +409,7 @@ def _dfs(s: _Search) -> None:
         moved_flags[-1] = True
         s.stats.transitions += 1
         if out.kind != "ok":
-            s.on_outcome_failure(out.kind, out.message, path + [(actor, script)])
+            s.on_outcome_failure(out.kind, out.message, path + [(actor, script)], out.prop)
             continue
         child = out.state
         assert child is not None
@@ -463,7 +465,7 @@ def _random(s: _Search) -> None:
             actor, script, out = outs[rng.randrange(len(outs))]
             s.stats.transitions += 1
             if out.kind != "ok":
-                s.on_outcome_failure(out.kind, out.message, path + [(actor, script)])
+                s.on_outcome_failure(out.kind, out.message, path + [(actor, script)], out.prop)
                 break
             assert out.state is not None
             state = out.state

@@ -25,20 +25,31 @@ class NeedChoice(Exception):
         self.label = label
 
 
+class PropertyFailure(Exception):
+    """Raised by fail(): a named property is violated by this step."""
+
+    def __init__(self, prop: str, message: str) -> None:
+        super().__init__(f"{prop}: {message}")
+        self.prop = prop
+        self.message = message
+
+
 class _Script:
     """The choices a step takes, fixed by the explorer before it runs the step."""
 
-    __slots__ = ("choices", "pos", "made")
+    __slots__ = ("choices", "pos", "made", "events")
 
     def __init__(self) -> None:
         self.choices: tuple[int, ...] = ()
         self.pos = 0
         self.made: list[str] = []
+        self.events: list[str] = []
 
     def reset(self, choices: tuple[int, ...]) -> None:
         self.choices = choices
         self.pos = 0
         self.made = []
+        self.events = []
 
 
 SCRIPT = _Script()
@@ -71,6 +82,20 @@ def choose(options: Sequence[T], label: str = "") -> T:
     value = options[index]
     s.made.append(f"{label}={value!r}" if label else repr(value))
     return value
+
+
+def fail(prop: str, message: str) -> None:
+    """Report that this step violates the named property (checked where it happens).
+
+    For properties about an event rather than a state (e.g. "never VM-Enter with a request
+    pending"): the model checks the condition at the event and calls fail() if it is false.
+    """
+    raise PropertyFailure(prop, message)
+
+
+def note(event: str) -> None:
+    """Record a cost event (a TLB flush, an IPI...) on this step; it is not part of the state."""
+    SCRIPT.events.append(event)
 
 
 def maybe(label: str = "") -> bool:

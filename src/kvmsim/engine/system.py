@@ -15,7 +15,7 @@ from typing import Any
 
 from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, Program, compile_actor
 from .model import ActorSpec, Model
-from .runtime import SCRIPT, Blocked, NeedChoice
+from .runtime import SCRIPT, Blocked, NeedChoice, PropertyFailure
 from .world import ModelError, World, WorldTuple, check_value
 
 Frame = tuple[FunctionType, int, tuple[Any, ...]]
@@ -36,6 +36,8 @@ class Outcome:
     choices: tuple[str, ...] = ()
     message: str = ""
     line: str = ""  # file:line of the yield (or the failure)
+    prop: str = ""  # for kind "property": the property the step violated
+    events: tuple[str, ...] = ()  # cost events noted during the step
 
 
 class System:
@@ -136,6 +138,17 @@ class System:
         except Blocked:
             self._restore()
             return Outcome("blocked")
+        except PropertyFailure as exc:
+            self._restore()
+            return Outcome(
+                "property",
+                message=exc.message,
+                stack=_stack_names(frames),
+                choices=tuple(SCRIPT.made),
+                line=_failure_line(exc),
+                prop=exc.prop,
+                events=tuple(SCRIPT.events),
+            )
         except AssertionError as exc:
             self._restore()
             return Outcome(
@@ -167,7 +180,10 @@ class System:
             new_frames = tuple(_freeze(f) for f in frames)
         actors = state[1][:actor] + (new_frames,) + state[1][actor + 1 :]
         text = label if isinstance(label, str) else repr(label)
-        return Outcome("ok", (world, actors), text, stack, tuple(SCRIPT.made), line=line)
+        return Outcome(
+            "ok", (world, actors), text, stack, tuple(SCRIPT.made), line=line,
+            events=tuple(SCRIPT.events),
+        )
 
     def _restore(self) -> None:
         """Undo a step's partial effects: write the stored state back into the objects."""

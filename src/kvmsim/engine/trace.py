@@ -25,8 +25,9 @@ class TraceStep:
     choices: tuple[str, ...]
     changes: tuple[tuple[str, Any, Any], ...]  # (path, before, after)
     line: str = ""
-    kind: str = "ok"  # ok, assertion, error
+    kind: str = "ok"  # ok, assertion, error, property
     message: str = ""
+    events: tuple[str, ...] = ()
 
     @property
     def function(self) -> str:
@@ -46,6 +47,7 @@ class TraceStep:
             ],
             "kind": self.kind,
             "message": self.message,
+            "events": list(self.events),
         }
 
 
@@ -106,7 +108,10 @@ def replay(system: System, path: Path, loop_start: int | None = None) -> tuple[T
         after = system.world.describe(out.state[0])
         changes = tuple((k, before.get(k), v) for k, v in after.items() if before.get(k) != v)
         trace.steps.append(
-            TraceStep(n, spec.name, spec.lane, out.label, out.stack, out.choices, changes, out.line)
+            TraceStep(
+                n, spec.name, spec.lane, out.label, out.stack, out.choices, changes, out.line,
+                events=out.events,
+            )
         )
         state, before = out.state, after
     trace.final = before
