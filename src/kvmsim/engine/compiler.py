@@ -86,7 +86,6 @@ class Program:
     filename: str
     firstlineno: int
     params: tuple[str, ...]
-    defaults: dict[str, Any]
     local_names: tuple[str, ...]
     blocks: list[Callable[[list[Any], Any, Any], tuple[Any, ...]]]
     block_lines: list[int]
@@ -108,11 +107,16 @@ class Program:
             if values[i] is not UNSET:
                 raise TypeError(f"{self.qualname}() got multiple values for {key!r}")
             values[i] = value
+        # Defaults come from the function object, not from the compiled program: one code
+        # object (one Program) can back several functions with different defaults, such as
+        # `def f(w, i=i)` written in a loop.
+        defaults = func.__defaults__ or ()
+        first_default = nparams - len(defaults)
         for i, name in enumerate(self.params):
             if values[i] is UNSET:
-                if name not in self.defaults:
+                if i < first_default:
                     raise TypeError(f"{self.qualname}() missing argument {name!r}")
-                values[i] = self.defaults[name]
+                values[i] = defaults[i - first_default]
         return values
 
 
@@ -136,6 +140,23 @@ def compile_actor(func: Callable[..., Any]) -> Program:
         prog = _Compiler(func).compile()
         _cache[code] = prog
     return prog
+
+
+def _walk_scope(stmts: list[ast.stmt]) -> list[ast.AST]:
+    """Nodes of stmts, not descending into nested function or class bodies."""
+    out: list[ast.AST] = []
+    todo: list[ast.AST] = list(stmts)
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _first_yield(node: ast.AST) -> ast.AST | None:
+    found = [n for n in ast.walk(node) if isinstance(n, (ast.Yield, ast.YieldFrom))]
+    return min(found, key=lambda n: (n.lineno, n.col_offset)) if found else None
 
 
 def _contains_yield(node: ast.AST) -> bool:
@@ -207,7 +228,7 @@ class _Rewriter(ast.NodeTransformer):
             )
             return ast.copy_location(sub, node)
         if node.id in self.cells and isinstance(node.ctx, ast.Load):
-            sub = ast.Attribute(
+            cell = ast.Attribute(
                 value=ast.Subscript(
                     value=ast.Name(id=_C, ctx=ast.Load()),
                     slice=ast.Constant(self.cells[node.id]),
@@ -216,8 +237,29 @@ class _Rewriter(ast.NodeTransformer):
                 attr="cell_contents",
                 ctx=ast.Load(),
             )
-            return ast.copy_location(sub, node)
+            return ast.copy_location(cell, node)
         return node
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> ast.AST:
+        # `(x := v)` on a frame local: store into the list and give the value back,
+        # `(_kv_L.__setitem__(i, v), _kv_L[i])[1]`; the walrus target must stay a plain name.
+        value = self.visit(node.value)
+        name = node.target.id
+        if self._shadowed(name) or name not in self.slots:
+            node.value = value
+            return node
+        slot = ast.Constant(self.slots[name])
+        store = ast.Call(
+            func=ast.Attribute(
+                value=ast.Name(id=_L, ctx=ast.Load()), attr="__setitem__", ctx=ast.Load()
+            ),
+            args=[slot, value],
+            keywords=[],
+        )
+        load = ast.Subscript(value=ast.Name(id=_L, ctx=ast.Load()), slice=slot, ctx=ast.Load())
+        both = ast.Tuple(elts=[store, load], ctx=ast.Load())
+        out = ast.Subscript(value=both, slice=ast.Constant(1), ctx=ast.Load())
+        return ast.copy_location(out, node)
 
     def _scope(self, node: ast.AST, names: set[str]) -> ast.AST:
         self.shadow.append(names)
@@ -238,13 +280,74 @@ class _Rewriter(ast.NodeTransformer):
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comp
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
-        a = node.args
-        names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
-        if a.vararg:
-            names.add(a.vararg.arg)
-        if a.kwarg:
-            names.add(a.kwarg.arg)
-        return self._scope(node, names)
+        return self._scope(node, _arg_names(node.args))
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST | list[ast.stmt]:
+        # Decorators and defaults are evaluated in the actor's scope; the body is its own
+        # scope, where the nested function's parameters and locals shadow the actor's.
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        node.args.defaults = [self.visit(d) for d in node.args.defaults]
+        node.args.kw_defaults = [
+            self.visit(d) if d is not None else None for d in node.args.kw_defaults
+        ]
+        inner = _Names()
+        for stmt in node.body:
+            inner.visit(stmt)
+        self.shadow.append(_arg_names(node.args) | set(inner.stored))
+        try:
+            node.body = self.visit_stmts(node.body)
+        finally:
+            self.shadow.pop()
+        return self._bind([node], node, [node.name])
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST | list[ast.stmt]:
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        node.bases = [self.visit(b) for b in node.bases]
+        inner = _Names()
+        for stmt in node.body:
+            inner.visit(stmt)
+        self.shadow.append(set(inner.stored))
+        try:
+            node.body = self.visit_stmts(node.body)
+        finally:
+            self.shadow.pop()
+        return self._bind([node], node, [node.name])
+
+    def visit_Import(self, node: ast.Import) -> ast.AST | list[ast.stmt]:
+        names = [(a.asname or a.name).split(".")[0] for a in node.names]
+        return self._bind([node], node, names)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST | list[ast.stmt]:
+        return self._bind([node], node, [a.asname or a.name for a in node.names])
+
+    def visit_stmts(self, stmts: list[ast.stmt]) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for stmt in stmts:
+            new = self.visit(stmt)
+            out.extend(new if isinstance(new, list) else [new])
+        return out
+
+    def _bind(self, stmts: list[ast.stmt], node: ast.AST, names: list[str]) -> list[ast.stmt]:
+        """def, class and import bind a name in the block function; copy it to the frame."""
+        for name in names:
+            if name in self.slots and not self._shadowed(name):
+                target = ast.Subscript(
+                    value=ast.Name(id=_L, ctx=ast.Load()),
+                    slice=ast.Constant(self.slots[name]),
+                    ctx=ast.Store(),
+                )
+                assign = ast.Assign(targets=[target], value=ast.Name(id=name, ctx=ast.Load()))
+                stmts.append(ast.copy_location(assign, node))
+        return stmts
+
+
+def _arg_names(a: ast.arguments) -> set[str]:
+    names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
+    if a.vararg:
+        names.add(a.vararg.arg)
+    if a.kwarg:
+        names.add(a.kwarg.arg)
+    return names
 
 
 class _Jumps(ast.NodeTransformer):
@@ -320,6 +423,14 @@ class _Compiler:
         if a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs:
             raise CompileError("actor functions take plain positional parameters", func, node)
         self.params = tuple(x.arg for x in a.args)
+        for sub in _walk_scope(node.body):
+            if isinstance(sub, (ast.Global, ast.Nonlocal)):
+                kind = "global" if isinstance(sub, ast.Global) else "nonlocal"
+                raise self.fail(
+                    f"`{kind}` is not supported in an actor function: keep shared state in "
+                    "Struct fields",
+                    sub,
+                )
         names = _Names()
         for stmt in node.body:
             names.visit(stmt)
@@ -332,6 +443,9 @@ class _Compiler:
     def fail(self, message: str, node: ast.AST) -> CompileError:
         # self.fdef line numbers are relative to the dedented source of the function.
         return CompileError(message, self.func, node)
+
+    def line_of(self, node: ast.AST) -> int:
+        return self.func.__code__.co_firstlineno + getattr(node, "lineno", 1) - 1
 
     # -- CFG construction -------------------------------------------------------------
     def new_block(self, node: ast.AST | None = None) -> int:
@@ -353,8 +467,9 @@ class _Compiler:
         self.blocks[b].stmts.append(ret)
         self.blocks[b].succ.update(succ)
 
-    def compile_body(self, stmts: list[ast.stmt], b: int) -> int | None:
-        """Append stmts to block b; return the block where control falls through, or None."""
+    def compile_body(self, stmts: list[ast.stmt], start: int) -> int | None:
+        """Append stmts to block start; return the block where control falls through, or None."""
+        b: int | None = start
         for stmt in stmts:
             if b is None:
                 return None  # unreachable code after a terminator
@@ -398,7 +513,9 @@ class _Compiler:
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.YieldFrom):
             return self.call(stmt.value, None, b, stmt)
         if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and isinstance(stmt.value, ast.YieldFrom):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            targets: list[ast.expr] = (
+                list(stmt.targets) if isinstance(stmt, ast.Assign) else [stmt.target]
+            )
             return self.call(stmt.value, targets, b, stmt)
         if isinstance(stmt, ast.Return) and isinstance(stmt.value, ast.YieldFrom):
             tmp = self.new_local("ret")
@@ -424,8 +541,8 @@ class _Compiler:
                 then_b,
                 else_b,
             )
-            for body, start in ((stmt.body, then_b), (stmt.orelse, else_b)):
-                end = self.compile_body(body, start)
+            for branch, start in ((stmt.body, then_b), (stmt.orelse, else_b)):
+                end = self.compile_body(branch, start)
                 if end is not None:
                     self.terminate(end, _action(JUMP, join), join)
             return join
@@ -498,13 +615,17 @@ class _Compiler:
             if end is not None:
                 self.terminate(end, _action(JUMP, head), head)
             return exit_
-        kind = type(stmt).__name__
-        if isinstance(stmt, (ast.Try, ast.With)):
-            raise self.fail(f"a yield inside `{kind.lower()}` is not supported", stmt)
+        # Point at the offending yield itself: it may sit lines below the statement's start.
+        where = _first_yield(stmt) or stmt
+        if isinstance(stmt, (ast.Try, ast.TryStar, ast.With)):
+            kind = "try" if isinstance(stmt, (ast.Try, ast.TryStar)) else "with"
+            raise self.fail(
+                f"a yield inside `{kind}` (line {self.line_of(stmt)}) is not supported", where
+            )
         raise self.fail(
             "yield is allowed only as `yield LABEL`, `yield from f(...)`, "
             "`x = yield from f(...)` or `return (yield from f(...))`",
-            stmt,
+            where,
         )
 
     def call(
@@ -539,12 +660,15 @@ class _Compiler:
         for blk in self.blocks:
             u: set[int] = set()
             d: set[int] = set()
+            may_leave = False
             for stmt in blk.stmts:
-                loads, stores = _names_in(stmt, self.slots)
-                u |= loads - d
-                # Only unconditional top-level stores kill; anything nested may not run.
-                if isinstance(stmt, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
-                    d |= stores - u
+                u |= _loads_in(stmt, self.slots) - d
+                # Only unconditional top-level assignments kill, and only while control
+                # cannot have left the block: after `if c: break` (compiled to a return of a
+                # jump action) the successor may still need the old value.
+                if not may_leave:
+                    d |= _kills(stmt, self.slots) - u
+                may_leave = may_leave or _may_leave(stmt)
             uses.append(u)
             defs.append(d)
         live_in: list[set[int]] = [set(u) for u in uses]
@@ -571,7 +695,7 @@ class _Compiler:
         rewriter = _Rewriter(self.slots, self.cells)
         funcs: list[ast.stmt] = []
         for i, blk in enumerate(self.blocks):
-            body = [rewriter.visit(s) for s in blk.stmts] or [_action(RETURN, ast.Constant(None))]
+            body = rewriter.visit_stmts(blk.stmts) or [_action(RETURN, ast.Constant(None))]
             fn = ast.FunctionDef(
                 name=f"_kv_block_{i}",
                 args=ast.arguments(
@@ -602,19 +726,12 @@ class _Compiler:
             else self.func.__code__.co_firstlineno
             for node in self.block_nodes
         ]
-        defaults: dict[str, Any] = {}
-        if self.func.__defaults__:
-            for name, value in zip(
-                self.params[-len(self.func.__defaults__) :], self.func.__defaults__
-            ):
-                defaults[name] = value
         return Program(
             name=self.func.__name__,
             qualname=self.func.__qualname__,
             filename=self.func.__code__.co_filename,
             firstlineno=self.func.__code__.co_firstlineno,
             params=self.params,
-            defaults=defaults,
             local_names=tuple(self.local_names),
             blocks=blocks,
             block_lines=lines,
@@ -644,40 +761,66 @@ def _walk_same_loop(stmt: ast.AST) -> list[ast.AST]:
     return out
 
 
-def _names_in(stmt: ast.AST, slots: dict[str, int]) -> tuple[set[int], set[int]]:
+def _loads_in(stmt: ast.AST, slots: dict[str, int]) -> set[int]:
+    """Slots stmt may read (conservatively: reads in nested scopes count too)."""
     loads: set[int] = set()
-    stores: set[int] = set()
     for node in ast.walk(stmt):
         if isinstance(node, ast.Name) and node.id in slots:
             if isinstance(node.ctx, ast.Load):
                 loads.add(slots[node.id])
-            else:
-                stores.add(slots[node.id])
         elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
             if node.target.id in slots:
                 loads.add(slots[node.target.id])
-    # A name both stored and loaded in one statement (x = x + 1) is a use first.
-    if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
-        value = stmt.value
-        if value is not None:
-            value_loads = {
-                slots[n.id]
-                for n in ast.walk(value)
-                if isinstance(n, ast.Name) and n.id in slots and isinstance(n.ctx, ast.Load)
-            }
-            loads |= value_loads
-    return loads, stores
+    return loads
+
+
+def _kills(stmt: ast.stmt, slots: dict[str, int]) -> set[int]:
+    """Slots stmt certainly overwrites: the plain-name targets of an assignment.
+
+    Names stored elsewhere in the statement (a walrus in a conditional expression, a
+    comprehension's own loop variable) may not be assigned, or not in this scope.
+    """
+    if isinstance(stmt, ast.Assign):
+        targets = stmt.targets
+    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+        targets = [stmt.target]
+    else:
+        return set()
+    kills: set[int] = set()
+    todo: list[ast.expr] = list(targets)
+    while todo:
+        t = todo.pop()
+        if isinstance(t, ast.Name) and t.id in slots:
+            kills.add(slots[t.id])
+        elif isinstance(t, (ast.Tuple, ast.List)):
+            todo.extend(t.elts)
+        elif isinstance(t, ast.Starred):
+            todo.append(t.value)
+    return kills
+
+
+def _may_leave(stmt: ast.stmt) -> bool:
+    """Whether stmt can end the block early (break/continue/return become returns)."""
+    todo: list[ast.AST] = [stmt]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Return):
+            return True
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, (ast.FunctionDef, ast.Lambda, ast.ClassDef)):
+                todo.append(child)
+    return False
 
 
 def _fix_ranges(tree: ast.AST) -> None:
     """Synthetic nodes inherit a start line; make every node's range well-formed."""
     for node in ast.walk(tree):
-        if hasattr(node, "lineno"):
-            end = getattr(node, "end_lineno", None)
+        if isinstance(node, (ast.expr, ast.stmt, ast.excepthandler, ast.arg, ast.keyword)):
+            end = node.end_lineno
             if end is None or end < node.lineno:
                 node.end_lineno = node.lineno
             if node.end_lineno == node.lineno:
-                col = getattr(node, "col_offset", 0) or 0
-                endcol = getattr(node, "end_col_offset", None)
+                col = node.col_offset or 0
+                endcol = node.end_col_offset
                 if endcol is None or endcol < col:
                     node.end_col_offset = col
