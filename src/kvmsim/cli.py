@@ -1,0 +1,559 @@
+"""The ``kvmsim`` command: ``demo``, ``check`` and ``study``.
+
+Exit status: 0 the properties hold, 1 a counterexample was found (or, for ``study``, a model
+did not match its expected verdict), 2 bad input, an interrupted run that found nothing, or an
+internal error. Every error is one line on stderr, ``kvmsim: error: ...``.
+
+Loading a model file runs it: ``kvmsim check FILE.py`` imports FILE.py as Python, so only
+check files you would run yourself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.machinery
+import importlib.util
+import itertools
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import NoReturn
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import __version__
+from .engine import CompileError, Model, ModelError, Options, Result, check
+from .report.json import dumps, result_document
+from .report.progress import LiveProgress, wanted
+from .report.text import PLAIN_WIDTH, plain_console, print_result, short_path
+
+EXIT_HOLDS = 0
+EXIT_VIOLATED = 1
+EXIT_ERROR = 2
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TRACEBACK_ENV = "KVMSIM_TRACEBACK"  # set to 1 to see the Python traceback of an error
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+EXIT_EPILOG = (
+    "exit status: 0 the properties hold, 1 a counterexample was found, 2 bad input, "
+    "an interrupted search that found nothing, or an internal error"
+)
+
+
+def _add_search_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("search")
+    g.add_argument(
+        "--mode",
+        choices=("bfs", "dfs", "random"),
+        default="bfs",
+        help="bfs (default): exhaustive, shortest counterexamples, checks must-finish "
+        "actors; dfs: exhaustive, less memory; random: random runs (--runs, --seed)",
+    )
+    g.add_argument(
+        "--max-depth",
+        type=_count(0),
+        metavar="N",
+        help="do not explore past N steps (random: steps per run, default 1000)",
+    )
+    g.add_argument("--max-states", type=_count(1), metavar="N", help="stop after N distinct states")
+    g.add_argument(
+        "--runs", type=_count(1), metavar="K", help="random mode: number of runs (default 100)"
+    )
+    g.add_argument("--seed", type=_integer, metavar="S", help="random mode: seed (default 0)")
+    g.add_argument(
+        "--stop-at-first",
+        action="store_true",
+        help="stop at the first violation of any property",
+    )
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the result as JSON")
+    out.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress display; one line per counterexample instead of its timeline",
+    )
+
+
+def add_builtin_check_options(p: argparse.ArgumentParser) -> None:
+    """Hook: options of ``check`` that pick the built-in model when no FILE is given.
+
+    The KVM model adds ``--variant`` and ``--scenario`` here and reads them in
+    ``builtin_model``. There are none yet.
+    """
+
+
+def builtin_model(args: argparse.Namespace) -> Model:
+    """Hook: the model ``kvmsim check`` checks when no FILE is given (the KVM model, later)."""
+    raise UsageError(
+        "check needs a model file: kvmsim check FILE.py[:NAME] (there is no built-in KVM model yet)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="kvmsim",
+        description="kvmsim executes, checks and measures models of concurrent kernel code: "
+        "every interleaving of the actors' steps is explored and each property checked.",
+        epilog=EXIT_EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"kvmsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="check a textbook model (peterson, broken-lock, ...)",
+        description="Check one of kvmsim's textbook models, whose answers are known.",
+        epilog=EXIT_EPILOG,
+    )
+    demo.add_argument("name", nargs="?", metavar="NAME", help="the demo to check")
+    demo.add_argument("--list", action="store_true", help="list the demos and exit")
+    _add_search_options(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    chk = sub.add_parser(
+        "check",
+        help="check a model defined in a Python file",
+        description="Check the kvmsim Model defined at module level in FILE.py (name it with "
+        ":NAME when the file defines several). Loading the file runs its code, like "
+        "`python FILE.py` would: check only files you trust.",
+        epilog=EXIT_EPILOG,
+    )
+    chk.add_argument(
+        "target", nargs="?", metavar="FILE.py[:NAME]", help="the model file (and model name)"
+    )
+    add_builtin_check_options(chk)
+    _add_search_options(chk)
+    chk.set_defaults(func=cmd_check)
+
+    st = sub.add_parser(
+        "study",
+        help="check every model against its expected verdict and write a summary",
+        description="Check every model of the study (for now the textbook demos; the KVM "
+        "variants come later), compare each verdict with the model's documented expectation, "
+        "print a summary and write it as study.md and study.json.",
+        epilog="exit status: 0 every model matched its expected verdict, 1 some did not, "
+        "2 bad input, interrupted, or an internal error",
+    )
+    st.add_argument(
+        "--out",
+        default="kvmsim-study",
+        metavar="DIR",
+        help="folder for study.md and study.json (default: kvmsim-study)",
+    )
+    st.add_argument("--json", action="store_true", help="print the study as JSON")
+    st.add_argument("--quiet", action="store_true", help="no progress display")
+    st.set_defaults(func=cmd_study)
+    return parser
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the kvmsim command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("no command given: use demo, check or study (see 'kvmsim --help')")
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
+    except UsageError as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    except SystemExit as exc:  # --help, --version
+        if exc.code is None:
+            return 0
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    except KeyboardInterrupt:
+        print("kvmsim: interrupted: incomplete", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # e.g. `kvmsim demo --list | head -1`
+        _silence_stdout()
+        return EXIT_ERROR
+
+
+def _error(message: str) -> None:
+    print(f"kvmsim: error: {one_line(message)}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _stdout_console() -> Console:
+    if sys.stdout.isatty():
+        return Console(file=sys.stdout, highlight=False, emoji=False)
+    return plain_console(sys.stdout)
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demos import DEMOS
+
+    if args.list:
+        if args.name:
+            raise UsageError("give either a demo NAME or --list, not both")
+        if args.json:
+            print(
+                dumps(
+                    [
+                        {"name": m.name, "description": m.description, "expect": m.expect}
+                        for m in DEMOS.values()
+                    ]
+                )
+            )
+            return EXIT_HOLDS
+        console = _stdout_console()
+        table = _table(console, ("demo", "expected verdict", "description"))
+        for m in DEMOS.values():
+            table.add_row(m.name, m.expect, m.description)
+        console.print(table)
+        return EXIT_HOLDS
+    if not args.name:
+        raise UsageError(f"give a demo NAME or --list (demos: {', '.join(DEMOS)})")
+    model = DEMOS.get(args.name)
+    if model is None:
+        raise UsageError(f"unknown demo {args.name!r} (demos: {', '.join(DEMOS)})")
+    return run_and_report(model, args)
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if not args.target:
+        return run_and_report(builtin_model(args), args)
+    path, name = split_target(args.target)
+    with _on_sys_path(Path(path).resolve().parent):
+        module = load_file(path)
+        model = pick_model(module, path, name)
+        return run_and_report(model, args)
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """``FILE.py:NAME`` -> (FILE.py, NAME); a path that exists as given is never split."""
+    if os.path.exists(target):
+        return target, None
+    head, sep, tail = target.rpartition(":")
+    if sep and head and tail and "/" not in tail and "\\" not in tail:
+        return head, tail
+    return target, None
+
+
+_module_ids = itertools.count()
+
+
+def load_file(path: str) -> ModuleType:
+    """Import a model file by path (this runs its code). Errors become one-line UsageErrors."""
+    file = Path(path)
+    if not file.exists():
+        raise UsageError(f"no such file: {path}")
+    if not file.is_file():
+        raise UsageError(f"not a file: {path}")
+    resolved = file.resolve()
+    stem = re.sub(r"\W", "_", file.stem)
+    name = f"kvmsim_model_{next(_module_ids)}_{stem}"
+    loader = importlib.machinery.SourceFileLoader(name, str(resolved))
+    spec = importlib.util.spec_from_loader(name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        where = path if exc.filename in (None, str(resolved)) else short_path(exc.filename)
+        raise UsageError(f"{where}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except KeyboardInterrupt:
+        sys.modules.pop(name, None)
+        raise
+    except BaseException as exc:  # anything the file raises while loading, SystemExit too
+        sys.modules.pop(name, None)
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        where = _location(exc.__traceback__, resolved, path)
+        raise UsageError(
+            f"{where}: cannot load the model file: {type(exc).__name__}: {exc}"
+        ) from None
+    return module
+
+
+def pick_model(module: ModuleType, path: str, name: str | None) -> Model:
+    """The one Model at module level, or the one called name (variable or model name)."""
+    found: list[tuple[str, Model]] = []
+    for var, obj in vars(module).items():
+        if isinstance(obj, Model) and all(obj is not m for _, m in found):
+            found.append((var, obj))
+    names = ", ".join(var if var == m.name else f"{var} ({m.name!r})" for var, m in found)
+    if name is not None:
+        for var, m in found:
+            if name == var:
+                return m
+        for _, m in found:
+            if name == m.name:
+                return m
+        if not found:
+            raise UsageError(f"{path} defines no kvmsim Model at module level")
+        raise UsageError(f"{path} has no model named {name!r} (models: {names})")
+    if not found:
+        raise UsageError(
+            f"{path} defines no kvmsim Model at module level (create one with `model = Model(...)`)"
+        )
+    if len(found) > 1:
+        raise UsageError(
+            f"{path} defines {len(found)} models ({names}): choose one with {path}:NAME"
+        )
+    return found[0][1]
+
+
+@contextmanager
+def _on_sys_path(folder: Path) -> Iterator[None]:
+    """Let a model file import its neighbours, as `python FILE.py` would."""
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        try:
+            sys.path.remove(entry)
+        except ValueError:
+            pass
+
+
+# -- running one model --------------------------------------------------------------------
+
+
+def options_from(args: argparse.Namespace, progress: LiveProgress | None = None) -> Options:
+    if args.mode != "random" and (args.runs is not None or args.seed is not None):
+        raise UsageError("--runs and --seed apply only to --mode random")
+    return Options(
+        mode=args.mode,
+        max_depth=args.max_depth,
+        max_states=args.max_states,
+        runs=args.runs if args.runs is not None else 100,
+        seed=args.seed if args.seed is not None else 0,
+        stop_at_first=args.stop_at_first,
+        progress=progress,
+    )
+
+
+def run_and_report(model: Model, args: argparse.Namespace) -> int:
+    """Check model with the command's search options, print the result, return the status."""
+    options_from(args)  # reject bad combinations before anything runs
+    with LiveProgress(model.name, args.mode, enabled=wanted(args.quiet)) as progress:
+        options = options_from(args, progress)
+        result = guarded_check(model, options)
+    if args.json:
+        print(dumps(result_document(result, model, options)))
+    else:
+        print_result(_stdout_console(), result, model, quiet=args.quiet)
+    return exit_status(result)
+
+
+def exit_status(result: Result) -> int:
+    if result.violations:
+        return EXIT_VIOLATED
+    if result.interrupted:
+        print("kvmsim: interrupted: incomplete", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_HOLDS
+
+
+def guarded_check(model: Model, options: Options) -> Result:
+    """check(), with a broken model (or a kvmsim bug) turned into a one-line UsageError.
+
+    A crash inside an actor's step is not an error here: the engine reports it as a
+    violation of kind 'error', with its trace.
+    """
+    try:
+        return check(model, options)
+    except KeyboardInterrupt:
+        raise
+    except (CompileError, ModelError) as exc:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        raise UsageError(_about(model, one_line(str(exc)))) from None
+    except (Exception, SystemExit) as exc:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        where = _innermost(exc.__traceback__)
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if where is not None and not _in_package(where[0]):
+            raise UsageError(
+                f"model {model.name!r}: {what} (at {short_path(f'{where[0]}:{where[1]}')})"
+            ) from None
+        if isinstance(exc, (ValueError, TypeError)):  # the engine's checks of a model's setup
+            raise UsageError(_about(model, one_line(str(exc)))) from None
+        at = f" at {_package_path(where[0])}:{where[1]}" if where else ""
+        raise UsageError(
+            f"internal error: {what}{at} (please report it; {TRACEBACK_ENV}=1 shows the traceback)"
+        ) from None
+
+
+def _about(model: Model, message: str) -> str:
+    prefix = f"model {model.name!r}"
+    return message if message.startswith(prefix) else f"{prefix}: {message}"
+
+
+# -- study --------------------------------------------------------------------------------
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from .study import SUMMARY_COLUMNS, Entry, run_study, study_models, summary_rows, write_study
+
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {args.out}: {exc.strerror or exc}") from None
+    current: list[LiveProgress] = []
+
+    def progress(entry: Entry) -> LiveProgress:
+        for p in current:
+            p.close()
+        current[:] = [
+            LiveProgress(entry.model.name, entry.options.mode, enabled=wanted(args.quiet))
+        ]
+        return current[0]
+
+    entries = study_models()
+    try:
+        study = run_study(entries, progress)
+    finally:
+        for p in current:
+            p.close()
+    try:
+        md, js = write_study(study, out)
+    except OSError as exc:
+        raise UsageError(f"cannot write the study to {args.out}: {exc.strerror or exc}") from None
+    if args.json:
+        print(dumps(study.as_dict()))
+    else:
+        console = _stdout_console()
+        table = _table(console, SUMMARY_COLUMNS)
+        for row, r in zip(summary_rows(study), study.rows):
+            style = "" if r.matched else "red"
+            table.add_row(*row, style=style)
+        console.print(table)
+        if study.all_matched:
+            console.print(Text("every model matched its expected verdict", style="green"))
+        elif not study.interrupted:
+            missed = ", ".join(r.model.name for r in study.rows if not r.matched)
+            console.print(Text(f"did not match the expected verdict: {missed}", style="red"))
+        console.print(Text(f"wrote {md} and {js}", style="dim"))
+    if study.interrupted:
+        print("kvmsim: interrupted: incomplete", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_HOLDS if study.all_matched else EXIT_VIOLATED
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _table(console: Console, columns: Sequence[str]) -> Table:
+    plain = console.width >= PLAIN_WIDTH
+    table = Table(box=box.ASCII if plain else box.ROUNDED, header_style="bold")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    return table
+
+
+def one_line(message: str) -> str:
+    """A message on one line; a traceback excerpt in it becomes ``(at file:line)``."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    for line in lines[1:]:
+        m = re.match(r'File "(.+)", line (\d+)', line)
+        if m:
+            return f"{lines[0]} (at {short_path(f'{m.group(1)}:{m.group(2)}')})"
+    return " ".join(lines)
+
+
+def _innermost(tb: TracebackType | None) -> tuple[str, int] | None:
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    if last is None:
+        return None
+    return last.tb_frame.f_code.co_filename, last.tb_lineno
+
+
+def _location(tb: TracebackType | None, file: Path, shown: str) -> str:
+    """file:line of the innermost frame in file (as the user named it), else the innermost."""
+    found: str | None = None
+    innermost: tuple[str, int] | None = None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename == str(file):
+            found = f"{shown}:{tb.tb_lineno}"
+        innermost = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    if found is not None:
+        return found
+    if innermost is not None:
+        return short_path(f"{innermost[0]}:{innermost[1]}")
+    return shown
+
+
+def _in_package(filename: str) -> bool:
+    try:
+        return Path(filename).resolve().is_relative_to(PACKAGE_DIR)
+    except (OSError, ValueError):
+        return False
+
+
+def _package_path(filename: str) -> str:
+    try:
+        return str(Path(filename).resolve().relative_to(PACKAGE_DIR.parent))
+    except (OSError, ValueError):
+        return filename

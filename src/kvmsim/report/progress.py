@@ -1,0 +1,75 @@
+"""A live progress line on stderr for long searches (states, states/s, depth, frontier).
+
+It appears only after the search has run for ``delay`` seconds, so quick runs print nothing,
+and only when enabled (the CLI enables it when stderr is a terminal and ``--quiet`` is not
+given). It is transient: it disappears when the search ends.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from ..engine import Progress
+
+FRONTIER = {"bfs": "queue", "dfs": "stack", "random": "runs left"}
+
+
+def wanted(quiet: bool) -> bool:
+    """Show progress only on an interactive stderr and when not asked to be quiet."""
+    return not quiet and sys.stderr.isatty()
+
+
+class LiveProgress:
+    """A progress callback for ``Options.progress``; use it as a context manager."""
+
+    def __init__(self, label: str, mode: str, *, enabled: bool, delay: float = 1.0) -> None:
+        self.label = label
+        self.frontier = FRONTIER.get(mode, "frontier")
+        self.enabled = enabled
+        self.delay = delay
+        self.live: Live | None = None
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled or p.seconds < self.delay:
+            return
+        text = self.render(p)
+        if self.live is None:
+            self.live = Live(
+                text,
+                console=Console(stderr=True),
+                auto_refresh=False,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self.live.start(refresh=True)
+        else:
+            self.live.update(text, refresh=True)
+
+    def render(self, p: Progress) -> Text:
+        return Text(
+            f"{self.label}: {p.states:,} states · {p.states_per_second:,.0f} states/s · "
+            f"depth {p.depth:,} · {self.frontier} {p.queue:,} · {p.seconds:.0f} s "
+            "(Ctrl-C stops and reports)"
+        )
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def __enter__(self) -> LiveProgress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
