@@ -12,13 +12,13 @@ import random
 import resource
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from .liveness import find_fair_lasso
 from .model import Model
-from .system import State, System
+from .system import Outcome, State, System
 from .trace import Path, Trace, replay
 
 VALIDATE_STATES = 2000  # the first states are checked in full for mutable or stray values
@@ -35,6 +35,7 @@ class Options:
     liveness: bool = True
     progress: Callable[[Progress], None] | None = None
     progress_interval: float = 0.25
+    collect_terminal: bool = False  # fill Result.terminal (see there)
 
 
 @dataclass
@@ -105,6 +106,10 @@ class Result:
     bound: str = ""  # what limited a non-exhaustive search
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    # With Options(collect_terminal=True): the world ({path: value}, as in traces) of every
+    # state found in which no actor can take a step (all finished, or a deadlock), once
+    # per distinct state, in the order found.
+    terminal: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def holds(self) -> bool:
@@ -165,6 +170,7 @@ class _Search:
         self.interrupted = False
         self.notes: list[str] = []
         self.descriptions = {p.name: p.description for p in model.properties}
+        self.terminal: dict[State, None] = {}  # an ordered set
 
     # -- recording ----------------------------------------------------------------------
     def record(
@@ -194,6 +200,28 @@ class _Search:
             self.record("assertion", "assertion", message, path)
         else:
             self.record("model error", "error", message, path)
+
+    def on_stuck(self, state: State, path_fn: Callable[[], Path]) -> None:
+        """No actor can take a step in state: a final state, or a deadlock."""
+        sys = self.system
+        if self.opt.collect_terminal:
+            self.terminal[state] = None
+        if not self.model.deadlock or "deadlock" in self.found:
+            return
+        names = sys.names()
+        stuck = sys.unfinished(state)
+        if stuck:
+            self.record(
+                "deadlock",
+                "deadlock",
+                "no actor can move; waiting: "
+                + ", ".join(f"{n} at {sys.location(state, names.index(n))}" for n in stuck),
+                path_fn(),
+            )
+
+    def unhashable(self, state: State) -> None:
+        """A new state could not be hashed: raise the ModelError that says which value."""
+        self.system.validate_state(state)
 
     def tick(self, depth: int, queue: int) -> None:
         now = time.perf_counter()
@@ -237,6 +265,7 @@ class _Search:
             self.bound,
             self.interrupted,
             self.notes,
+            [self.system.world.describe(st[0]) for st in self.terminal],
         )
 
 
@@ -251,188 +280,240 @@ def check(model: Model, options: Options | None = None) -> Result:
         runner(search)
     except KeyboardInterrupt:
         search.interrupted = True
+        # The interrupt may have landed inside a step, between two writes to the world:
+        # put the stored state back before replaying counterexamples.
+        search.system.reload()
     return search.result()
 
 
 # -- breadth-first ---------------------------------------------------------------------
 
 
+class _Graph:
+    """The states found so far, numbered in discovery order, and how each was reached.
+
+    parent/via give a path from the initial state to every state (the first one found by
+    breadth-first search, so a shortest one). With keep_graph, every transition and each
+    state's set of enabled actors are kept too, for the liveness check.
+    """
+
+    def __init__(self, initial: State, keep_graph: bool) -> None:
+        self.index: dict[State, int] = {initial: 0}
+        self.parent = [-1]
+        self.via: list[tuple[int, tuple[int, ...]]] = [(-1, ())]
+        self.depth = [0]
+        self.keep_graph = keep_graph
+        self.edges: list[list[tuple[int, int, tuple[int, ...]]]] = [[]] if keep_graph else []
+        self.enabled: list[int] = [0] if keep_graph else []
+
+    def add(self, state: State, parent: int, step: tuple[int, tuple[int, ...]]) -> int:
+        idx = len(self.parent)
+        self.index[state] = idx
+        self.parent.append(parent)
+        self.via.append(step)
+        self.depth.append(self.depth[parent] + 1)
+        if self.keep_graph:
+            self.edges.append([])
+            self.enabled.append(0)
+        return idx
+
+    def path_to(self, i: int) -> Path:
+        out: Path = []
+        while i > 0:
+            out.append(self.via[i])
+            i = self.parent[i]
+        out.reverse()
+        return out
+
+
+def _expandable(s: _Search, state: State) -> bool:
+    """Whether some actor can take a step in state (a blocked step is no step)."""
+    return any(out.kind != "blocked" for _, _, out in s.system.successors(state))
+
+
 def _bfs(s: _Search) -> None:
     sys = s.system
     opt = s.opt
     must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
-    keep_graph = opt.liveness and bool(must_finish)
-    init = sys.initial
-    index: dict[State, int] = {init: 0}
-    parent = [-1]
-    via: list[tuple[int, tuple[int, ...]]] = [(-1, ())]
-    depth = [0]
-    edges: list[list[tuple[int, int, tuple[int, ...]]]] = []
-    enabled: list[int] = []
+    g = _Graph(sys.initial, opt.liveness and bool(must_finish))
+    index, depth = g.index, g.depth
     s.stats.states = 1
-
-    def path_to(i: int) -> Path:
-        out: Path = []
-        while i > 0:
-            out.append(via[i])
-            i = parent[i]
-        out.reverse()
-        return out
-
-    s.on_new_state(init, lambda: [])
-    queue: deque[tuple[State, int]] = deque([(init, 0)])
+    s.on_new_state(sys.initial, lambda: [])
+    queue: deque[tuple[State, int]] = deque([(sys.initial, 0)])
     while queue and not s.done():
         state, idx = queue.popleft()
         d = depth[idx]
         s.stats.max_depth = max(s.stats.max_depth, d)
-        if keep_graph:
-            while len(edges) <= idx:
-                edges.append([])
-                enabled.append(0)
         if opt.max_depth is not None and d >= opt.max_depth:
-            if any(True for _ in sys.successors(state)):
+            if _expandable(s, state):
                 s.exhaustive = False
                 s.bound = f"depth {opt.max_depth}"
+            else:
+                s.on_stuck(state, lambda i=idx: g.path_to(i))  # type: ignore[misc]
             continue
-        moved = False
         mask = 0
         for actor, script, out in sys.successors(state):
             if out.kind == "blocked":
                 continue
             mask |= 1 << actor
-            moved = True
             s.stats.transitions += 1
             if out.kind != "ok":
-                s.on_outcome_failure(out.kind, out.message, path_to(idx) + [(actor, script)], out.prop)
+                s.on_outcome_failure(
+                    out.kind, out.message, g.path_to(idx) + [(actor, script)], out.prop
+                )
                 continue
             child = out.state
             assert child is not None
-            cidx = index.get(child)
+            try:
+                cidx = index.get(child)
+            except TypeError:
+                s.unhashable(child)
+                raise
             if cidx is None:
                 if opt.max_states is not None and s.stats.states >= opt.max_states:
                     s.exhaustive = False
                     s.bound = f"{opt.max_states} states"
                     continue
-                cidx = len(parent)
-                index[child] = cidx
-                parent.append(idx)
-                via.append((actor, script))
-                depth.append(d + 1)
+                cidx = g.add(child, idx, (actor, script))
                 s.stats.states += 1
-                s.on_new_state(child, lambda c=cidx: path_to(c))  # type: ignore[misc]
+                s.on_new_state(child, lambda c=cidx: g.path_to(c))  # type: ignore[misc]
                 queue.append((child, cidx))
-            if keep_graph:
-                edges[idx].append((cidx, actor, script))
-        if keep_graph:
-            enabled[idx] = mask
-        if not moved:
-            stuck = sys.unfinished(state)
-            if stuck:
-                s.record(
-                    "deadlock",
-                    "deadlock",
-                    "no actor can move; waiting: "
-                    + ", ".join(
-                        f"{n} at {sys.location(state, sys.names().index(n))}" for n in stuck
-                    ),
-                    path_to(idx),
-                )
+            if g.keep_graph:
+                g.edges[idx].append((cidx, actor, script))
+        if g.keep_graph:
+            g.enabled[idx] = mask
+        if not mask:
+            s.on_stuck(state, lambda i=idx: g.path_to(i))  # type: ignore[misc]
         s.tick(d, len(queue))
     if queue:
         s.exhaustive = False
         s.bound = s.bound or "stopped at first violation"
-    if keep_graph and s.exhaustive and not s.interrupted and not s.done():
-        while len(edges) < len(parent):
-            edges.append([])
-            enabled.append(0)
-        states_by_index = [st for st, _ in sorted(index.items(), key=lambda kv: kv[1])]
-        for a in must_finish:
-            name = sys.actors[a].name
-            unfinished = [st[1][a] is not None for st in states_by_index]
-            lasso = find_fair_lasso(edges, enabled, unfinished, len(sys.actors))
-            if lasso is not None:
-                prefix_end, cycle = lasso
-                path = path_to(prefix_end) + cycle
-                s.record(
-                    f"progress: {name}",
-                    "progress",
-                    f"{name} can be starved forever under weak fairness (a fair cycle in which "
-                    f"it never finishes)",
-                    path,
-                    loop=len(path) - len(cycle),
-                )
-            if s.done():
-                break
-    elif must_finish and not opt.liveness:
+    _check_progress(s, g, must_finish)
+
+
+def _check_progress(s: _Search, g: _Graph, must_finish: list[int]) -> None:
+    """Look for a weakly fair cycle that starves a must-finish actor, on the whole graph."""
+    if not must_finish:
+        return
+    if not s.opt.liveness:
         s.notes.append("progress of must-finish actors not checked (liveness off)")
+        return
+    if not (g.keep_graph and s.exhaustive and not s.interrupted):
+        if not s.done():
+            s.notes.append("progress of must-finish actors not checked: the search is bounded")
+        return
+    if s.done():
+        return
+    sys = s.system
+    states = list(g.index)  # insertion order is index order
+    for a in must_finish:
+        name = sys.actors[a].name
+        unfinished = [st[1][a] is not None for st in states]
+        lasso = find_fair_lasso(g.edges, g.enabled, unfinished, len(sys.actors))
+        if lasso is not None:
+            prefix_end, cycle = lasso
+            path = g.path_to(prefix_end) + cycle
+            s.record(
+                f"progress: {name}",
+                "progress",
+                f"{name} can be starved forever under weak fairness (a fair cycle in which "
+                f"it never finishes)",
+                path,
+                loop=len(path) - len(cycle),
+            )
+        if s.done():
+            break
 
 
 # -- depth-first -----------------------------------------------------------------------
 
 
 def _dfs(s: _Search) -> None:
+    """Depth-first search; with max_depth, a state reached again by a shorter path is
+    explored again, so that everything within the bound is covered."""
     sys = s.system
     opt = s.opt
-    if any(a.must_finish for a in sys.actors):
-        s.notes.append("progress (must-finish actors) is checked only by breadth-first search")
-    seen: dict[State, int] = {sys.initial: 0}
+    bounded = opt.max_depth is not None
+    must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
+    g = _Graph(sys.initial, opt.liveness and bool(must_finish) and not bounded)
+    index, depth = g.index, g.depth
     s.stats.states = 1
-    path: Path = []
+    path: Path = []  # the steps that led to the top of the stack
     s.on_new_state(sys.initial, lambda: [])
-    stack: list[tuple[State, Any]] = [(sys.initial, sys.successors(sys.initial))]
-    moved_flags = [False]
+    stack: list[tuple[State, int, Iterator[tuple[int, tuple[int, ...], Outcome]]]] = [
+        (sys.initial, 0, sys.successors(sys.initial))
+    ]
+    masks = [0]
     while stack and not s.done():
-        state, it = stack[-1]
+        state, idx, it = stack[-1]
         d = len(stack) - 1
         s.stats.max_depth = max(s.stats.max_depth, d)
         if opt.max_depth is not None and d >= opt.max_depth:
-            if any(True for _ in it):
+            if _expandable(s, state):
                 s.exhaustive = False
                 s.bound = f"depth {opt.max_depth}"
+            else:
+                s.on_stuck(state, lambda: list(path))
             stack.pop()
-            moved_flags.pop()
+            masks.pop()
             if path:
                 path.pop()
             continue
         nxt = next(it, None)
         if nxt is None:
-            if not moved_flags[-1] and sys.unfinished(state):
-                s.record("deadlock", "deadlock", "no actor can move", list(path))
+            if g.keep_graph:
+                g.enabled[idx] = masks[-1]
+            if not masks[-1]:
+                s.on_stuck(state, lambda: list(path))
             stack.pop()
-            moved_flags.pop()
+            masks.pop()
             if path:
                 path.pop()
+            s.tick(d, len(stack))
             continue
         actor, script, out = nxt
         if out.kind == "blocked":
             continue
-        moved_flags[-1] = True
+        masks[-1] |= 1 << actor
         s.stats.transitions += 1
         if out.kind != "ok":
             s.on_outcome_failure(out.kind, out.message, path + [(actor, script)], out.prop)
             continue
         child = out.state
         assert child is not None
-        prev = seen.get(child)
-        if prev is not None and prev <= d + 1:
-            continue
-        if prev is None:
+        try:
+            cidx = index.get(child)
+        except TypeError:
+            s.unhashable(child)
+            raise
+        if cidx is None:
             if opt.max_states is not None and s.stats.states >= opt.max_states:
                 s.exhaustive = False
                 s.bound = f"{opt.max_states} states"
                 continue
+            cidx = g.add(child, idx, (actor, script))
+            depth[cidx] = d + 1
             s.stats.states += 1
             path.append((actor, script))
             s.on_new_state(child, lambda: list(path))
-        else:
+        elif bounded and depth[cidx] > d + 1:
+            # Found again by a shorter path: explore it again, its subtree may now fit.
+            depth[cidx] = d + 1
+            g.parent[cidx] = idx
+            g.via[cidx] = (actor, script)
             path.append((actor, script))
-        seen[child] = d + 1
-        stack.append((child, sys.successors(child)))
-        moved_flags.append(False)
-        s.tick(d, len(stack))
+        else:
+            if g.keep_graph:
+                g.edges[idx].append((cidx, actor, script))
+            continue
+        if g.keep_graph:
+            g.edges[idx].append((cidx, actor, script))
+        stack.append((child, cidx, sys.successors(child)))
+        masks.append(0)
     if stack:
         s.exhaustive = False
         s.bound = s.bound or "stopped at first violation"
+    _check_progress(s, g, must_finish)
 
 
 # -- random simulation -----------------------------------------------------------------
@@ -447,7 +528,9 @@ def _random(s: _Search) -> None:
     s.exhaustive = False
     s.bound = f"{opt.runs} random runs of at most {limit} steps, seed {opt.seed}"
     if any(a.must_finish for a in sys.actors):
-        s.notes.append("progress (must-finish actors) is checked only by breadth-first search")
+        s.notes.append(
+            "progress (must-finish actors) is checked only by exhaustive search (bfs or dfs)"
+        )
     s.on_new_state(sys.initial, lambda: [])
     s.stats.states = 1
     for _run in range(opt.runs):
@@ -459,8 +542,7 @@ def _random(s: _Search) -> None:
         for _ in range(limit):
             outs = [(a, sc, o) for a, sc, o in sys.successors(state) if o.kind != "blocked"]
             if not outs:
-                if sys.unfinished(state):
-                    s.record("deadlock", "deadlock", "no actor can move", list(path))
+                s.on_stuck(state, lambda: list(path))
                 break
             actor, script, out = outs[rng.randrange(len(outs))]
             s.stats.transitions += 1
@@ -471,7 +553,12 @@ def _random(s: _Search) -> None:
             state = out.state
             path.append((actor, script))
             s.stats.max_depth = max(s.stats.max_depth, len(path))
-            if state not in seen:
+            try:
+                new = state not in seen
+            except TypeError:
+                s.unhashable(state)
+                raise
+            if new:
                 seen.add(state)
                 s.stats.states += 1
             s.on_new_state(state, lambda: list(path))

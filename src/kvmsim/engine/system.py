@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import FunctionType
 from typing import Any
 
-from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, Program, compile_actor
+from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, CompileError, Program, compile_actor
 from .model import ActorSpec, Model
 from .runtime import SCRIPT, Blocked, NeedChoice, PropertyFailure
 from .world import ModelError, World, WorldTuple, check_value
@@ -92,7 +92,7 @@ class System:
         frames_in = state[1][actor]
         assert frames_in is not None
         self.world.load(state[0])
-        frames = [[f, pc, list(values)] for f, pc, values in frames_in]
+        frames: list[list[Any]] = [[f, pc, list(values)] for f, pc, values in frames_in]
         SCRIPT.reset(choices)
         sent: Any = None
         budget = STEP_BUDGET
@@ -158,7 +158,7 @@ class System:
                 choices=tuple(SCRIPT.made),
                 line=_failure_line(exc),
             )
-        except ModelError:
+        except (ModelError, CompileError):  # the model breaks the engine's rules: stop
             self._restore()
             raise
         except Exception as exc:  # the model itself raised: a failure with a trace, not a crash
@@ -181,7 +181,12 @@ class System:
         actors = state[1][:actor] + (new_frames,) + state[1][actor + 1 :]
         text = label if isinstance(label, str) else repr(label)
         return Outcome(
-            "ok", (world, actors), text, stack, tuple(SCRIPT.made), line=line,
+            "ok",
+            (world, actors),
+            text,
+            stack,
+            tuple(SCRIPT.made),
+            line=line,
             events=tuple(SCRIPT.events),
         )
 
@@ -190,6 +195,11 @@ class System:
         loaded = self.world.loaded
         self.world.loaded = ()  # force a full reload
         self.world.load(loaded)
+
+    def reload(self) -> None:
+        """Make the live objects hold the last loaded state again, whatever a step (perhaps
+        interrupted half-way) wrote into them."""
+        self._restore()
 
     def successors_of(self, state: State, actor: int) -> Iterator[Outcome]:
         """Every outcome of actor's next step, one per combination of choices."""

@@ -11,8 +11,9 @@ that can be hashed and shared between states.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_origin
 
 ObjTuple = tuple[Any, ...]
 WorldTuple = tuple[ObjTuple, ...]
@@ -41,8 +42,7 @@ class Struct:
             for name in klass.__dict__.get("__annotations__", {}):
                 if name.startswith("_"):
                     continue
-                ann = klass.__dict__["__annotations__"][name]
-                if "ClassVar" in str(ann):
+                if _is_classvar(klass.__dict__["__annotations__"][name]):
                     continue
                 if name not in fields:
                     fields.append(name)
@@ -66,6 +66,21 @@ class Struct:
     def __repr__(self) -> str:
         name = getattr(self, "name", None)
         return name if isinstance(name, str) else f"<{type(self).__name__}>"
+
+
+_CLASSVAR = re.compile(r"^\s*(?:[A-Za-z_][A-Za-z0-9_]*\s*\.\s*)*ClassVar\s*(?:\[|$)")
+
+
+def _is_classvar(annotation: Any) -> bool:
+    """Whether a field annotation declares a class variable rather than a field.
+
+    Under ``from __future__ import annotations`` the annotation is a string: it is a class
+    variable when it reads ``ClassVar[...]`` (possibly qualified, ``typing.ClassVar[...]``),
+    not merely when the word occurs somewhere in it (``tuple[ClassVarLike, ...]``).
+    """
+    if isinstance(annotation, str):
+        return _CLASSVAR.match(annotation) is not None
+    return annotation is ClassVar or get_origin(annotation) is ClassVar
 
 
 _IMMUTABLE_SCALARS = (int, float, str, bytes, bool, type(None), enum.Enum, complex)
