@@ -88,7 +88,7 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         choices=("bfs", "dfs", "random"),
         default="bfs",
         help="bfs (default): exhaustive, shortest counterexamples, checks must-finish "
-        "actors; dfs: exhaustive, less memory; random: random runs (--runs, --seed)",
+        "actors; dfs: exhaustive, depth-first; random: random runs (--runs, --seed)",
     )
     g.add_argument(
         "--max-depth",
@@ -498,11 +498,16 @@ def cmd_study(args: argparse.Namespace) -> int:
 # -- helpers ------------------------------------------------------------------------------
 
 
+NUMERIC_COLUMNS = ("states", "transitions", "seconds")
+
+
 def _table(console: Console, columns: Sequence[str]) -> Table:
     plain = console.width >= PLAIN_WIDTH
     table = Table(box=box.ASCII if plain else box.ROUNDED, header_style="bold")
     for col in columns:
-        table.add_column(col, overflow="fold")
+        table.add_column(
+            col, overflow="fold", justify="right" if col in NUMERIC_COLUMNS else "left"
+        )
     return table
 
 
