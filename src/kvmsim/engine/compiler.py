@@ -120,15 +120,17 @@ class Program:
         return values
 
 
-_cache: dict[CodeType, Program] = {}
+# Keyed by code object and globals: a variant rebinds kernel functions to patched globals,
+# and the same code must then resolve its names in the variant's namespace.
+_cache: dict[tuple[CodeType, int], Program] = {}
 
 
 def compile_actor(func: Callable[..., Any]) -> Program:
     """Compile (once per code object) a generator function into a Program."""
     if not isinstance(func, FunctionType):
         raise TypeError(f"{func!r} is not a Python function")
-    code = func.__code__
-    prog = _cache.get(code)
+    key = (func.__code__, id(func.__globals__))
+    prog = _cache.get(key)
     if prog is None:
         if not inspect.isgeneratorfunction(func):
             raise CompileError(
@@ -138,7 +140,7 @@ def compile_actor(func: Callable[..., Any]) -> Program:
                 None,
             )
         prog = _Compiler(func).compile()
-        _cache[code] = prog
+        _cache[key] = prog
     return prog
 
 
