@@ -260,6 +260,23 @@ def test_nested_def_class_and_import() -> None:
     assert assert_same(local_helpers, 4) == (12, 10, 4, math.floor(2.5), 4)
 
 
+def annotated_locals(w: Log, n: int) -> Steps:
+    total: int = n
+    names: dict[int, str] = {}
+    later: str  # an annotation alone assigns nothing  # noqa: F842
+    yield "start"
+    for i in range(total):
+        names[i] = str(i)
+    pairs: tuple[tuple[int, str], ...] = tuple(sorted(names.items()))
+    emit(w, total, pairs)
+    yield "done"
+
+
+def test_annotated_assignments() -> None:
+    # Regression: `x: T = v` on a frame local compiled to an invalid annotated subscript.
+    assert assert_same(annotated_locals, 2) == (2, ((0, "0"), (1, "1")))
+
+
 # -- closures and arguments ------------------------------------------------------------------
 
 

@@ -242,6 +242,15 @@ class _Rewriter(ast.NodeTransformer):
             return ast.copy_location(cell, node)
         return node
 
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        # A frame local becomes `_kv_L[i]`, which an annotated assignment cannot target:
+        # drop the annotation (Python does not evaluate a local's annotation either).
+        if node.value is None:
+            return ast.copy_location(ast.Pass(), node)
+        assign = ast.Assign(targets=[node.target], value=node.value)
+        out: ast.AST = self.visit(ast.copy_location(assign, node))
+        return out
+
     def visit_NamedExpr(self, node: ast.NamedExpr) -> ast.AST:
         # `(x := v)` on a frame local: store into the list and give the value back,
         # `(_kv_L.__setitem__(i, v), _kv_L[i])[1]`; the walrus target must stay a plain name.

@@ -563,3 +563,5 @@ def _random(s: _Search) -> None:
                 s.stats.states += 1
             s.on_new_state(state, lambda: list(path))
             s.tick(len(path), opt.runs - s.stats.runs)
+            if s.done():
+                break

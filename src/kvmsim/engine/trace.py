@@ -109,7 +109,14 @@ def replay(system: System, path: Path, loop_start: int | None = None) -> tuple[T
         changes = tuple((k, before.get(k), v) for k, v in after.items() if before.get(k) != v)
         trace.steps.append(
             TraceStep(
-                n, spec.name, spec.lane, out.label, out.stack, out.choices, changes, out.line,
+                n,
+                spec.name,
+                spec.lane,
+                out.label,
+                out.stack,
+                out.choices,
+                changes,
+                out.line,
                 events=out.events,
             )
         )

@@ -79,7 +79,7 @@ def _is_classvar(annotation: Any) -> bool:
     not merely when the word occurs somewhere in it (``tuple[ClassVarLike, ...]``).
     """
     if isinstance(annotation, str):
-        return _CLASSVAR.match(annotation) is not None
+        return _CLASSVAR.match(annotation.strip().strip("'\"")) is not None
     return annotation is ClassVar or get_origin(annotation) is ClassVar
 
 
