@@ -13,6 +13,7 @@ from kvmsim.demos import DEMOS, broken_lock, peterson, philosophers, philosopher
 from kvmsim.engine import Model, Options, Setup, Struct, await_, check, choose, maybe
 from kvmsim.engine.liveness import Edge, find_fair_lasso
 
+from .bench import counters, filter_lock
 from .support import Steps
 
 # -- exhaustive modes agree --------------------------------------------------------------------
@@ -463,3 +464,19 @@ def test_fair_lasso_matches_brute_force(
     assert here == entry, "the cycle does not close"
     for a in range(actors):
         assert a in stepped or any(not enabled[v] & (1 << a) for v in visited)
+
+
+# -- bigger models (also used by tests/engine/bench.py to measure speed) ------------------------
+
+
+def test_filter_lock() -> None:
+    bfs = check(filter_lock(3))
+    dfs = check(filter_lock(3), Options(mode="dfs"))
+    assert bfs.holds and dfs.holds
+    assert bfs.stats.states == dfs.stats.states == 766
+
+
+def test_counters() -> None:
+    result = check(counters(2, 2), Options(collect_terminal=True))
+    assert result.holds
+    assert sorted(t["value"] for t in result.terminal) == [2, 3, 4]

@@ -90,6 +90,12 @@ class Program:
     blocks: list[Callable[[list[Any], Any, Any], tuple[Any, ...]]]
     block_lines: list[int]
     live: list[frozenset[int]]  # per block: local slots live on entry
+    dead: list[tuple[int, ...]] = field(default_factory=list)  # per block: the other slots
+
+    def __post_init__(self) -> None:
+        if not self.dead:
+            n = len(self.local_names)
+            self.dead = [tuple(i for i in range(n) if i not in live) for live in self.live]
 
     def bind(self, func: FunctionType, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
         """Build the initial locals list for a call, as Python's own argument binding would."""

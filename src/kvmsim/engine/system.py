@@ -32,10 +32,12 @@ class Outcome:
     kind: str
     state: State | None = None
     label: str = ""
-    stack: tuple[str, ...] = ()  # kernel-function-like call stack at the step's end
+    # kernel-function-like call stack at the step's end (for a successful step, only when
+    # run with detail=True: replay and step_with; successors() leave it empty)
+    stack: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
     message: str = ""
-    line: str = ""  # file:line of the yield (or the failure)
+    line: str = ""  # file:line of the yield (or the failure); like stack for detail
     prop: str = ""  # for kind "property": the property the step violated
     events: tuple[str, ...] = ()  # cost events noted during the step
 
@@ -45,6 +47,7 @@ class System:
 
     def __init__(self, model: Model) -> None:
         self.model = model
+        self._programs: dict[FunctionType, Program] = {}
         root, actors = model.build()
         self.root = root
         self.actors: list[ActorSpec] = actors
@@ -66,6 +69,14 @@ class System:
         self.validated = 0
 
     # -- helpers --------------------------------------------------------------------
+    def program(self, func: FunctionType) -> Program:
+        """func's compiled program, looked up by the function object itself (the step
+        loop's hot path; compile_actor's own cache key costs more to build)."""
+        prog = self._programs.get(func)
+        if prog is None:
+            prog = self._programs[func] = compile_actor(func)
+        return prog
+
     def names(self) -> list[str]:
         return [a.name for a in self.actors]
 
@@ -87,13 +98,20 @@ class System:
         return any(o.kind != "blocked" for o in self.successors_of(state, actor))
 
     # -- the step -------------------------------------------------------------------
-    def step(self, state: State, actor: int, choices: tuple[int, ...]) -> Outcome | NeedChoice:
-        """Run actor's next step from state with the given choice script."""
+    def step(
+        self, state: State, actor: int, choices: tuple[int, ...], detail: bool = True
+    ) -> Outcome | NeedChoice:
+        """Run actor's next step from state with the given choice script.
+
+        detail=False leaves out the call stack and source line of a successful step, which
+        only traces need (the search asks for them when it replays a path).
+        """
         frames_in = state[1][actor]
         assert frames_in is not None
         self.world.load(state[0])
         frames: list[list[Any]] = [[f, pc, list(values)] for f, pc, values in frames_in]
         SCRIPT.reset(choices)
+        programs = self._programs
         sent: Any = None
         budget = STEP_BUDGET
         label: Any = ""
@@ -102,7 +120,7 @@ class System:
             while True:
                 fr = frames[-1]
                 func = fr[0]
-                prog = compile_actor(func)
+                prog = programs.get(func) or self.program(func)
                 act = prog.blocks[fr[1]](fr[2], sent, func.__closure__)
                 kind = act[0]
                 sent = None
@@ -117,7 +135,7 @@ class System:
                     callee = act[2]
                     if not isinstance(callee, FunctionType):
                         raise ModelError(f"`yield from` needs a generator function, got {callee!r}")
-                    cprog = compile_actor(callee)
+                    cprog = self.program(callee)
                     frames.append([callee, 0, cprog.bind(callee, act[3], act[4])])
                 elif kind == RETURN:
                     frames.pop()
@@ -172,12 +190,12 @@ class System:
             )
         world = self.world.snapshot(state[0])
         self.world.loaded = world
-        stack = _stack_names(frames)
-        line = _yield_line(frames)
+        stack = _stack_names(frames) if detail else ()
+        line = self._yield_line(frames) if detail else ""
         if finished:
             new_frames: ActorState = None
         else:
-            new_frames = tuple(_freeze(f) for f in frames)
+            new_frames = tuple(_freeze(f, self.program(f[0])) for f in frames)
         actors = state[1][:actor] + (new_frames,) + state[1][actor + 1 :]
         text = label if isinstance(label, str) else repr(label)
         return Outcome(
@@ -189,6 +207,13 @@ class System:
             line=line,
             events=tuple(SCRIPT.events),
         )
+
+    def _yield_line(self, frames: list[list[Any]]) -> str:
+        if not frames:
+            return ""
+        func, pc, _ = frames[-1]
+        prog = self.program(func)
+        return f"{prog.filename}:{prog.block_lines[pc]}"
 
     def _restore(self) -> None:
         """Undo a step's partial effects: write the stored state back into the objects."""
@@ -208,7 +233,7 @@ class System:
         pending: list[tuple[int, ...]] = [()]
         while pending:
             script = pending.pop(0)
-            out = self.step(state, actor, script)
+            out = self.step(state, actor, script, detail=False)
             if isinstance(out, NeedChoice):
                 pending[0:0] = [script + (i,) for i in range(out.options)]
                 continue
@@ -231,7 +256,7 @@ class System:
             pending: list[tuple[int, ...]] = [()]
             while pending:
                 script = pending.pop(0)
-                out = self.step(state, i, script)
+                out = self.step(state, i, script, detail=False)
                 if isinstance(out, NeedChoice):
                     pending[0:0] = [script + (k,) for k in range(out.options)]
                     continue
@@ -280,23 +305,16 @@ class System:
         return f"{prog.name}:{prog.block_lines[pc]}"
 
 
-def _freeze(fr: list[Any]) -> Frame:
+def _freeze(fr: list[Any], prog: Program) -> Frame:
+    """The frame as stored in a state: locals dead at its resume point are dropped."""
     func, pc, values = fr
-    prog: Program = compile_actor(func)
-    live = prog.live[pc]
-    return (func, pc, tuple(v if i in live else UNSET for i, v in enumerate(values)))
+    for i in prog.dead[pc]:
+        values[i] = UNSET  # the list belongs to this step, which is over
+    return (func, pc, tuple(values))
 
 
 def _stack_names(frames: list[list[Any]]) -> tuple[str, ...]:
     return tuple(f[0].__name__ for f in frames)
-
-
-def _yield_line(frames: list[list[Any]]) -> str:
-    if not frames:
-        return ""
-    func, pc, _ = frames[-1]
-    prog = compile_actor(func)
-    return f"{prog.filename}:{prog.block_lines[pc]}"
 
 
 def _failure_line(exc: BaseException) -> str:
