@@ -529,3 +529,43 @@ def test_compile_error_surfaces_at_setup() -> None:
 
     with pytest.raises(CompileError, match=f"{marked_line(yield_in_try)}: in yield_in_try"):
         check(model)
+
+
+def loop_else_jumps(w: Log, rows: tuple[tuple[int, ...], ...]) -> Steps:
+    for row in rows:
+        yield "row"
+        for x in row:  # a plain loop whose else leaves the enclosing, yielding loop
+            if x < 0:
+                break
+        else:
+            emit(w, ("all non-negative", row))
+            continue
+        emit(w, ("negative in", row))
+        if len(row) > 2:
+            for _ in row:
+                pass
+            else:
+                break
+    emit(w, "end")
+
+
+@pytest.mark.parametrize(
+    "rows", [(), ((1, 2), (-1,), (3,)), ((-1, 2, 3), (4,)), ((0,), (1, -1, 2, 5))]
+)
+def test_plain_loop_else_with_break_and_continue(rows: tuple[tuple[int, ...], ...]) -> None:
+    # Regression: the `else:` of a plain nested loop was treated as part of that loop, so
+    # its break/continue (which belong to the outer loop) did not compile.
+    assert_same(loop_else_jumps, rows)
+
+
+def deletes(w: Log, n: int) -> Steps:
+    a, b, c = n, n + 1, n + 2
+    items = {1: "x", 2: "y"}
+    del b, items[1]
+    yield "deleted"
+    emit(w, a, c, tuple(items))
+
+
+def test_del_of_a_local_keeps_the_other_slots() -> None:
+    # Regression: `del b` deleted an item of the frame's locals list, shifting c into b's slot.
+    assert assert_same(deletes, 5) == (5, 7, (2,))

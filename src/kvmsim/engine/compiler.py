@@ -248,6 +248,23 @@ class _Rewriter(ast.NodeTransformer):
             return ast.copy_location(cell, node)
         return node
 
+    def visit_Delete(self, node: ast.Delete) -> ast.AST | list[ast.stmt]:
+        # `del x` on a frame local would delete an item of the locals list and shift every
+        # later slot: clear the slot instead (to None; x is dead from here on anyway).
+        out: list[ast.stmt] = []
+        others: list[ast.expr] = []
+        for target in node.targets:
+            if isinstance(target, ast.Name) and target.id in self.slots:
+                if not self._shadowed(target.id):
+                    store = ast.copy_location(ast.Name(id=target.id, ctx=ast.Store()), target)
+                    clear = ast.Assign(targets=[self.visit(store)], value=ast.Constant(None))
+                    out.append(ast.copy_location(clear, node))
+                    continue
+            others.append(self.visit(target))
+        if others:
+            out.insert(0, ast.copy_location(ast.Delete(targets=others), node))
+        return out or ast.copy_location(ast.Pass(), node)
+
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
         # A frame local becomes `_kv_L[i]`, which an annotated assignment cannot target:
         # drop the annotation (Python does not evaluate a local's annotation either).
@@ -374,16 +391,18 @@ class _Jumps(ast.NodeTransformer):
         self.brk = brk
         self.cont = cont
 
-    def visit_For(self, node: ast.AST) -> ast.AST:
+    def visit_For(self, node: ast.For | ast.While) -> ast.AST:
         # break/continue inside a loop that stays within the block belong to that loop,
-        # but a return inside it still leaves the function.
+        # but a return inside it still leaves the function. The loop's `else:` runs after
+        # it, so a break or continue there belongs to the enclosing loop.
         saved = (self.brk, self.cont)
         self.brk = self.cont = None
-        self.generic_visit(node)
+        node.body = [self.visit(s) for s in node.body]
         self.brk, self.cont = saved
+        node.orelse = [self.visit(s) for s in node.orelse]
         return node
 
-    visit_While = visit_For
+    visit_While = visit_For  # type: ignore[assignment]
 
     def visit_FunctionDef(self, node: ast.AST) -> ast.AST:
         return node
@@ -765,16 +784,18 @@ def _assign(name: str, value: ast.expr) -> ast.Assign:
 
 
 def _walk_same_loop(stmt: ast.AST) -> list[ast.AST]:
-    """Nodes of stmt, not descending into nested loops or scopes."""
+    """Nodes of stmt, not descending into nested loop bodies (a nested loop's `else:`
+    belongs to the enclosing loop) or nested scopes."""
     out: list[ast.AST] = []
     todo = [stmt]
     while todo:
         node = todo.pop()
         out.append(node)
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.For, ast.While, ast.FunctionDef, ast.Lambda, ast.ClassDef)):
-                continue
-            todo.append(child)
+            if isinstance(child, (ast.For, ast.While)):
+                todo.extend(child.orelse)
+            elif not isinstance(child, (ast.FunctionDef, ast.Lambda, ast.ClassDef)):
+                todo.append(child)
     return out
 
 
