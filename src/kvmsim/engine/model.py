@@ -40,6 +40,7 @@ class Property:
     kind: str
     check: Callable[[Any], bool] | None
     description: str
+    required: bool = True  # sometimes: an unreached witness is a violation (vacuity guard)
 
 
 class Setup:
@@ -103,13 +104,22 @@ class Model:
         return register
 
     def sometimes(
-        self, name: str, description: str = ""
+        self, name: str, description: str = "", required: bool = True
     ) -> Callable[[Callable[[Any], bool]], Callable[[Any], bool]]:
-        """Decorator: a predicate that must hold in at least one reachable state (not vacuous)."""
+        """Decorator: a predicate that must hold in at least one reachable state (not vacuous).
+
+        With required=False it is only reported (reached or not), never a violation.
+        """
 
         def register(func: Callable[[Any], bool]) -> Callable[[Any], bool]:
             self._add(
-                Property(name, "sometimes", func, description or (func.__doc__ or "").strip())
+                Property(
+                    name,
+                    "sometimes",
+                    func,
+                    description or (func.__doc__ or "").strip(),
+                    required,
+                )
             )
             return func
 

@@ -1,0 +1,108 @@
+"""Build a checkable model of the KVM machinery for one variant and one scenario."""
+
+from __future__ import annotations
+
+from . import properties
+from .engine import Model, Setup
+from .kernel.kvm_host import (
+    APIC_GFN,
+    APIC_HVA,
+    NR_PAGES,
+    RAM_GFN,
+    RAM_HVA,
+    ROOT_L1,
+    Kvm,
+    Machine,
+    Mm,
+    Pcpu,
+    Vcpu,
+    spte_index,
+)
+from .scenarios import Scenario
+from .variants import Variant
+
+TARGET_HVA = {"apic": APIC_HVA, "ram": RAM_HVA}
+
+
+def initial_mm(scenario: Scenario) -> Mm:
+    """Both pages mapped: page 0 behind the APIC hva, page 1 behind the RAM hva.
+
+    shmem pages carry the page cache's reference and the mapping's; anonymous ones only the
+    mapping's.
+    """
+    ref = 2 if scenario.shmem else 1
+    return Mm(
+        pte=(0, 1),
+        mapping=(0, 1) if scenario.shmem else (None, None),
+        shmem=scenario.shmem,
+        page_live=(True, True) + (False,) * (NR_PAGES - 2),
+        page_ref=(ref, ref) + (0,) * (NR_PAGES - 2),
+        page_owner=(APIC_HVA, RAM_HVA) + (None,) * (NR_PAGES - 2),
+        page_used=(True, True) + (False,) * (NR_PAGES - 2),
+    )
+
+
+def build_machine(scenario: Scenario) -> Machine:
+    """A VM that has been running: vmcs01 holds page 0, L1's root maps both gfns, and each
+    CPU's TLB caches both translations (so stale entries must really be flushed)."""
+    mm = initial_mm(scenario)
+    spte: list[int | None] = [None] * len(Kvm._defaults["spte"])
+    spte[spte_index(ROOT_L1, APIC_GFN)] = 0
+    spte[spte_index(ROOT_L1, RAM_GFN)] = 1
+    kvm = Kvm(mm=mm, spte=tuple(spte), smm_enabled=scenario.smm, gup_may_fail=scenario.gup_may_fail)
+    pcpus = tuple(
+        Pcpu(name=f"cpu{i}", tlb=frozenset({(ROOT_L1, APIC_GFN, 0), (ROOT_L1, RAM_GFN, 1)}))
+        for i in range(len(scenario.vcpus))
+    )
+    vcpus = tuple(
+        Vcpu(
+            name=f"vcpu{i}",
+            vcpu_idx=i,
+            cpu=i,
+            root=ROOT_L1,
+            apic_access_addr=0,
+            program=program,
+            kvm=kvm,
+            mm=mm,
+        )
+        for i, program in enumerate(scenario.vcpus)
+    )
+    kvm.vcpus = vcpus
+    kvm.pcpus = pcpus
+    mm.kvm = kvm
+    return Machine(kvm=kvm, mm=mm)
+
+
+def build_model(variant: Variant, scenario: Scenario, extra: tuple[str, ...] = ()) -> Model:
+    scenario.validate()
+    ns = variant.namespace()
+    model = Model(
+        f"{variant.name} / {scenario.name}",
+        f"{scenario.description} (variant {variant.name})",
+        deadlock=True,
+    )
+
+    @model.setup
+    def setup(s: Setup) -> Machine:
+        machine = build_machine(scenario)
+        kvm = machine.kvm
+        assert kvm is not None and machine.mm is not None
+        for vcpu in kvm.vcpus:
+            s.actor(
+                vcpu.name,
+                ns["kvm_arch_vcpu_ioctl_run"],
+                vcpu,
+                must_finish=True,
+                lane=f"CPU{vcpu.cpu}",
+            )
+        for j, thread in enumerate(scenario.host):
+            ops: tuple[tuple[str, int, int], ...] = tuple(
+                (op, TARGET_HVA[target], scenario.migrate_passes) for op, target in thread
+            )
+            s.actor(
+                f"host{j}", ns["host_thread"], machine.mm, ops, must_finish=True, lane=f"host{j}"
+            )
+        return machine
+
+    properties.install(model, extra + scenario.properties)
+    return model

@@ -1,0 +1,158 @@
+"""Protocol variants: kernel versions and proposals, each a small patch on a base.
+
+A variant replaces named kernel functions (or module-level values such as the notifier op
+``kvm_mmu_notifier_invalidate_range``) the way a C patch replaces a function body. Building a
+variant re-links the modelled kernel: every kernel function is re-created over a copy of its
+module's globals in which each overridden name points at the patched version, so callers
+anywhere in the kernel reach the patch, exactly as they would after recompiling.
+
+>>> from kvmsim.variants import Variant
+>>> patch = Variant("my-fix", base="v6.5", description="...")
+>>> @patch.override
+... def kvm_unmap_gfn_range(kvm, gfn_range):
+...     ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FunctionType, ModuleType
+from typing import Any
+
+import kvmsim.kernel as _kernel_pkg
+
+
+@dataclass(eq=False)
+class Variant:
+    """A kernel version or a proposal: a base plus overridden kernel names."""
+
+    name: str
+    base: str | None = None
+    description: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _namespace: dict[str, Any] | None = field(default=None, repr=False)
+
+    def override(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: this function replaces the kernel function of the same name."""
+        self.overrides[func.__name__] = func
+        self._namespace = None
+        return func
+
+    def set(self, name: str, value: Any) -> None:
+        """Replace a kernel module-level value (an ops-table entry, a constant)."""
+        self.overrides[name] = value
+        self._namespace = None
+
+    def effective_overrides(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        if self.base is not None:
+            merged.update(get_variant(self.base).effective_overrides())
+        merged.update(self.overrides)
+        return merged
+
+    def namespace(self) -> dict[str, Any]:
+        """Every kernel name, linked for this variant (built once)."""
+        if self._namespace is None:
+            self._namespace = link_kernel(self.effective_overrides())
+        return self._namespace
+
+    def changed(self) -> list[str]:
+        return sorted(self.effective_overrides())
+
+
+def kernel_modules() -> list[ModuleType]:
+    mods = []
+    for info in pkgutil.iter_modules(_kernel_pkg.__path__):
+        mods.append(importlib.import_module(f"{_kernel_pkg.__name__}.{info.name}"))
+    return mods
+
+
+def _own_functions(mod: ModuleType) -> dict[str, FunctionType]:
+    return {
+        name: obj
+        for name, obj in vars(mod).items()
+        if isinstance(obj, FunctionType) and obj.__module__ == mod.__name__
+    }
+
+
+def _rebind(func: FunctionType, globals_: dict[str, Any]) -> FunctionType:
+    new = FunctionType(func.__code__, globals_, func.__name__, func.__defaults__, func.__closure__)
+    new.__qualname__ = func.__qualname__
+    new.__doc__ = func.__doc__
+    new.__kwdefaults__ = func.__kwdefaults__
+    new.__module__ = func.__module__
+    return new
+
+
+def link_kernel(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Build the kernel namespace with overrides applied; no overrides means no copies."""
+    mods = kernel_modules()
+    table: dict[str, Any] = {}
+    for mod in mods:
+        for name, obj in vars(mod).items():
+            if not name.startswith("__") or name.startswith("__kvm"):
+                table.setdefault(name, obj)
+        table.update(_own_functions(mod))
+    if not overrides:
+        return table
+    unknown = [n for n in overrides if n not in table]
+    if unknown:
+        raise KeyError(
+            f"the variant overrides {unknown[0]!r}, which the kernel model does not have"
+        )
+    # One globals copy per module (kernel modules and the modules the patches come from).
+    copies: dict[int, dict[str, Any]] = {}
+
+    def globals_for(func: FunctionType) -> dict[str, Any]:
+        key = id(func.__globals__)
+        if key not in copies:
+            copies[key] = dict(func.__globals__)
+        return copies[key]
+
+    linked: dict[str, Any] = {}
+    for mod in mods:
+        for name, func in _own_functions(mod).items():
+            linked[name] = _rebind(func, globals_for(func))
+    for name, value in overrides.items():
+        if isinstance(value, FunctionType):
+            value = _rebind(value, globals_for(value))
+        linked[name] = value
+    for name, value in table.items():
+        linked.setdefault(name, value)
+    for g in copies.values():
+        for name in g:
+            if name in linked and name in table:
+                g[name] = linked[name]
+    return linked
+
+
+_REGISTRY: dict[str, Variant] = {}
+
+
+def register(variant: Variant) -> Variant:
+    if variant.name in _REGISTRY:
+        raise ValueError(f"two variants are named {variant.name!r}")
+    _REGISTRY[variant.name] = variant
+    return variant
+
+
+def _load_builtin() -> None:
+    if not _REGISTRY:
+        from . import v6_4, v6_5  # noqa: F401  (they register themselves)
+
+
+def get_variant(name: str) -> Variant:
+    _load_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(_REGISTRY)
+        raise KeyError(f"unknown variant {name!r} (known: {known})") from None
+
+
+def all_variants() -> list[Variant]:
+    _load_builtin()
+    return list(_REGISTRY.values())
