@@ -480,3 +480,37 @@ def test_counters() -> None:
     result = check(counters(2, 2), Options(collect_terminal=True))
     assert result.holds
     assert sorted(t["value"] for t in result.terminal) == [2, 3, 4]
+
+
+class Flag(Struct):
+    busy: bool = True
+
+
+def waits_for_flag(w: Flag) -> Steps:
+    await_(not w.busy)
+    yield "flag clear: proceed"
+
+
+@pytest.mark.parametrize("mode", ["bfs", "dfs"])
+@pytest.mark.parametrize("deadlock,daemon", [(True, False), (False, False), (True, True)])
+def test_must_finish_actor_stuck_for_good(mode: str, deadlock: bool, daemon: bool) -> None:
+    # Nobody ever clears the flag. With the deadlock check on and the waiter not a daemon
+    # that is reported as a deadlock; otherwise it must still be reported, as starvation.
+    model = Model("stuck waiter", deadlock=deadlock)
+
+    @model.setup
+    def setup(s: Setup) -> Flag:
+        w = Flag()
+        s.actor("waiter", waits_for_flag, w, must_finish=True, daemon=daemon)
+        s.actor("worker", worker, Gate(), 2)
+        return w
+
+    result = check(model, Options(mode=mode))
+    if deadlock and not daemon:
+        assert result.violated() == ["deadlock"]
+        return
+    assert result.violated() == ["progress: waiter"]
+    v = result.violation("progress: waiter")
+    assert v.kind == "progress" and v.trace is not None and v.trace.loop_start is None
+    assert "waiter waits forever" in v.message and "waits_for_flag" in v.message
+    assert len(v.trace) == 3  # the worker's three steps, then nobody can move

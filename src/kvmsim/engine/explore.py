@@ -421,6 +421,21 @@ def _check_progress(s: _Search, g: _Graph, must_finish: list[int]) -> None:
                 path,
                 loop=len(path) - len(cycle),
             )
+        elif not s.model.deadlock or sys.actors[a].daemon:
+            # Stuck for good in a state where nobody can move is starvation too. It is
+            # usually reported as a deadlock; only when that report is off (Model.deadlock
+            # False, or the actor is a daemon) must it be reported here.
+            stuck = next(
+                (i for i in range(len(states)) if unfinished[i] and not g.enabled[i]), None
+            )
+            if stuck is not None:
+                s.record(
+                    f"progress: {name}",
+                    "progress",
+                    f"{name} waits forever: it has not finished and no actor can move "
+                    f"(at {sys.location(states[stuck], a)})",
+                    g.path_to(stuck),
+                )
         if s.done():
             break
 
