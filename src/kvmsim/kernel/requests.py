@@ -100,11 +100,6 @@ def kvm_make_vcpu_request(vcpu: Vcpu, req: str, mask: tuple[Vcpu, ...]) -> tuple
     while the host acts), so the NO_WAKEUP wake-up branch is never taken.
     """
     kvm_make_request(req, vcpu)
-    if req == KVM_REQ_APIC_PAGE_RELOAD:
-        kvm = vcpu.kvm
-        assert kvm is not None
-        if kvm.mmu_invalidate_in_progress:
-            kvm.reload_window = True  # ghost for STALL-6.5
     if kvm_request_needs_ipi(vcpu, req):
         mask = mask + (vcpu,)
     return mask
@@ -124,6 +119,8 @@ def kvm_make_all_cpus_request(kvm: Kvm, req: str) -> Steps:
     yield from kvm_kick_many_cpus(mask, wait)
     if wait:
         check_wait_guarantee(kvm, req)
+    if req == KVM_REQ_APIC_PAGE_RELOAD and kvm.mmu_invalidate_in_progress:
+        kvm.reload_window = True  # ghost for STALL-6.5: every vCPU has seen the request
 
 
 def check_wait_guarantee(kvm: Kvm, req: str) -> None:
