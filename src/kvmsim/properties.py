@@ -13,7 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .engine import Model
-from .kernel.kvm_host import APIC_GFN, GFNS, ROOT_L2, Machine, gfn_to_hva, hva_to_gfn, spte_get
+from .kernel.kvm_host import (
+    APIC_GFN,
+    GFNS,
+    ROOT_L2,
+    Kvm,
+    Machine,
+    Mm,
+    gfn_to_hva,
+    hva_to_gfn,
+    spte_get,
+)
 
 
 @dataclass(frozen=True)
@@ -24,7 +34,7 @@ class PropertyInfo:
     default: bool = True
 
 
-def _machine_parts(m: Machine):  # type: ignore[no-untyped-def]
+def _machine_parts(m: Machine) -> tuple[Kvm, Mm]:
     assert m.kvm is not None and m.mm is not None
     return m.kvm, m.mm
 
@@ -124,13 +134,13 @@ def stall_v65(m: Machine) -> bool:
 def apic_used_after_move(m: Machine) -> bool:
     """The guest touched the APIC page, virtualized, after the page moved (not vacuous)."""
     kvm, _mm = _machine_parts(m)
-    return kvm.moved_and_used
+    return bool(kvm.moved_and_used)
 
 
 def reload_retried(m: Machine) -> bool:
     """A reload found an invalidation in progress and re-requested itself."""
     kvm, _mm = _machine_parts(m)
-    return kvm.reload_retried
+    return bool(kvm.reload_retried)
 
 
 INVARIANTS: dict[str, Callable[[Machine], bool]] = {

@@ -245,7 +245,7 @@ class _Search:
         }
         if complete and not self.done():
             for p in self.model.sometimes_props:
-                if p.name in self.sometimes_pending:
+                if p.name in self.sometimes_pending and p.required:
                     violations.append(
                         Violation(
                             p.name,

@@ -81,8 +81,8 @@ def check_nothing_translates_to(kvm: Kvm, pfn: int) -> None:
                     f"(EPTP {root}) and {vcpu.name} "
                     + ("runs guest code" if vcpu.in_guest else "has no TLB flush pending"),
                 )
-    for i, target in enumerate(kvm.spte):
-        if target == pfn:
+    for i, mapped in enumerate(kvm.spte):
+        if mapped == pfn:
             fail("LIVE-FLUSH", f"page {pfn} was freed while an SPTE (#{i}) still maps it")
 
 
