@@ -105,4 +105,11 @@ def build_model(variant: Variant, scenario: Scenario, extra: tuple[str, ...] = (
         return machine
 
     properties.install(model, extra + scenario.properties)
+
+    @model.cost
+    def kept_out(machine: Machine) -> dict[str, int]:
+        """Each step taken while a vCPU waits to re-enter after an invalidation kicked it."""
+        assert machine.kvm is not None
+        return {"out_of_guest_steps": sum(v.kept_out for v in machine.kvm.vcpus)}
+
     return model

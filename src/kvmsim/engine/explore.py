@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .costs import CostGraph, CostRange
 from .liveness import find_fair_lasso
 from .model import Model
 from .system import Outcome, State, System
@@ -36,6 +37,7 @@ class Options:
     progress: Callable[[Progress], None] | None = None
     progress_interval: float = 0.25
     collect_terminal: bool = False  # fill Result.terminal (see there)
+    costs: bool = False  # bfs: exact min/max of every cost over complete behaviours
 
 
 @dataclass
@@ -110,6 +112,8 @@ class Result:
     # state found in which no actor can take a step (all finished, or a deadlock), once
     # per distinct state, in the order found.
     terminal: list[dict[str, Any]] = field(default_factory=list)
+    # With Options(costs=True) after an exhaustive search: every cost's exact range.
+    costs: dict[str, CostRange] = field(default_factory=dict)
 
     @property
     def holds(self) -> bool:
@@ -152,6 +156,7 @@ class Result:
             "sometimes": self.sometimes,
             "stats": self.stats.as_dict(),
             "notes": self.notes,
+            **({"costs": {k: c.as_dict() for k, c in self.costs.items()}} if self.costs else {}),
         }
 
 
@@ -170,6 +175,7 @@ class _Search:
         self.interrupted = False
         self.notes: list[str] = []
         self.descriptions = {p.name: p.description for p in model.properties}
+        self.costs: dict[str, CostRange] = {}
         self.terminal: dict[State, None] = {}  # an ordered set
 
     # -- recording ----------------------------------------------------------------------
@@ -266,7 +272,15 @@ class _Search:
             self.interrupted,
             self.notes,
             [self.system.world.describe(st[0]) for st in self.terminal],
+            self._cost_figures(),
         )
+
+    def _cost_figures(self) -> dict[str, CostRange]:
+        """The cost ranges with their witness traces replayed."""
+        for figure in self.costs.values():
+            figure.min_trace, _ = replay(self.system, figure.min_path)
+            figure.max_trace, _ = replay(self.system, figure.max_path, figure.max_loop_start)
+        return dict(sorted(self.costs.items()))
 
 
 def check(model: Model, options: Options | None = None) -> Result:
@@ -305,6 +319,8 @@ class _Graph:
         self.keep_graph = keep_graph
         self.edges: list[list[tuple[int, int, tuple[int, ...]]]] = [[]] if keep_graph else []
         self.enabled: list[int] = [0] if keep_graph else []
+        self.weights: list[list[dict[str, int] | None]] = [[]] if keep_graph else []
+        self.final: set[int] = set()
 
     def add(self, state: State, parent: int, step: tuple[int, tuple[int, ...]]) -> int:
         idx = len(self.parent)
@@ -315,6 +331,7 @@ class _Graph:
         if self.keep_graph:
             self.edges.append([])
             self.enabled.append(0)
+            self.weights.append([])
         return idx
 
     def path_to(self, i: int) -> Path:
@@ -335,8 +352,9 @@ def _bfs(s: _Search) -> None:
     sys = s.system
     opt = s.opt
     must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
-    g = _Graph(sys.initial, opt.liveness and bool(must_finish))
+    g = _Graph(sys.initial, opt.costs or (opt.liveness and bool(must_finish)))
     index, depth = g.index, g.depth
+    state_cost = s.model.state_cost if opt.costs else None
     s.stats.states = 1
     s.on_new_state(sys.initial, lambda: [])
     queue: deque[tuple[State, int]] = deque([(sys.initial, 0)])
@@ -352,6 +370,10 @@ def _bfs(s: _Search) -> None:
                 s.on_stuck(state, lambda i=idx: g.path_to(i))  # type: ignore[misc]
             continue
         mask = 0
+        base: dict[str, int] = {}
+        if state_cost is not None:
+            sys.world.load(state[0])
+            base = {k: v for k, v in state_cost(sys.root).items() if v}
         for actor, script, out in sys.successors(state):
             if out.kind == "blocked":
                 continue
@@ -380,15 +402,42 @@ def _bfs(s: _Search) -> None:
                 queue.append((child, cidx))
             if g.keep_graph:
                 g.edges[idx].append((cidx, actor, script))
+                if opt.costs:
+                    g.weights[idx].append(_edge_cost(base, out.events))
         if g.keep_graph:
             g.enabled[idx] = mask
         if not mask:
             s.on_stuck(state, lambda i=idx: g.path_to(i))  # type: ignore[misc]
+            if not sys.unfinished(state):
+                g.final.add(idx)
         s.tick(d, len(queue))
     if queue:
         s.exhaustive = False
         s.bound = s.bound or "stopped at first violation"
     _check_progress(s, g, must_finish)
+    if opt.costs:
+        _compute_costs(s, g)
+
+
+def _edge_cost(base: dict[str, int], events: tuple[str, ...]) -> dict[str, int] | None:
+    if not base and not events:
+        return None
+    w = dict(base)
+    for e in events:
+        w[e] = w.get(e, 0) + 1
+    return w
+
+
+def _compute_costs(s: _Search, g: _Graph) -> None:
+    """Exact cost ranges, only over a complete graph (a bounded one would understate)."""
+    if not (s.exhaustive and not s.interrupted):
+        s.notes.append("cost figures not computed: the search is not exhaustive")
+        return
+    graph = CostGraph(g.edges, g.weights, g.final)
+    for metric in graph.metrics():
+        figure = graph.range_of(metric, g.path_to)
+        if figure is not None:
+            s.costs[metric] = figure
 
 
 def _check_progress(s: _Search, g: _Graph, must_finish: list[int]) -> None:

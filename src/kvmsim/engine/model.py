@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,10 +84,17 @@ class Model:
     deadlock: bool = True  # report states where no actor can move and some have not finished
     _setup: Callable[[Setup], Any] | None = None
     properties: list[Property] = field(default_factory=list)
+    state_cost: Callable[[Any], Mapping[str, int]] | None = None
 
     def setup(self, func: Callable[[Setup], Any]) -> Callable[[Setup], Any]:
         """Decorator: func(setup) builds the world, spawns actors and returns the root object."""
         self._setup = func
+        return func
+
+    def cost(self, func: Callable[[Any], Mapping[str, int]]) -> Callable[[Any], Mapping[str, int]]:
+        """Decorator: costs charged to every transition leaving a state (e.g. "a vCPU is kept
+        out of the guest": one step for each such vCPU). Step costs come from note()."""
+        self.state_cost = func
         return func
 
     def invariant(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from ..engine import await_, choose
+from ..engine import await_, choose, note
 from .kvm_host import APIC_HVA, HVA_INDEX, MIGRATION, Mm, replace
 from .mm import (
     alloc_page,
@@ -70,6 +70,7 @@ def migrate_folio(mm: Mm, hva: int, passes: int = 2) -> Steps:
         mm.page_locked = replace(mm.page_locked, src, False)
         put_page(mm, dst)
         put_page(mm, src)  # the isolation reference
+        note("migrate_fail")
         yield f"migrate_pages gives up: map page {src} back, unlock, free page {dst}"
         return
     if mm.shmem:

@@ -120,6 +120,8 @@ class Vcpu(Struct):
     exit_reason: str | None = None
     held_refs: tuple[int, ...] = ()  # ghost: page references taken and not yet released
     reload_owed: bool = False  # ghost: a reload was consumed in L2, vmcs01 not yet updated
+    kept_out: bool = False  # ghost: asked by an invalidation to leave, not yet back in the guest
+    exited: bool = False  # ghost: KVM_RUN has returned for good
     ctl_owed: frozenset[str] = frozenset()  # ghost: requests owed since the control went 0->1
     kvm: Kvm | None = None
     mm: Mm | None = None

@@ -40,6 +40,8 @@ WHAT_OP_DOES = {"x2apic": "x2apic", "disable": "disabled", "xapic": "xapic"}
 def kvm_arch_vcpu_ioctl_run(vcpu: Vcpu) -> Generator[str, None, int]:
     """The vCPU thread's ioctl(KVM_RUN); returns when the guest halts."""
     r = yield from vcpu_run(vcpu)
+    vcpu.kept_out = False
+    vcpu.exited = True
     if vcpu.held_refs:
         fail("INV-REF", f"KVM_RUN returned with references held on {vcpu.held_refs}")
     return r

@@ -147,6 +147,7 @@ def vmx_vcpu_enter(vcpu: Vcpu) -> None:
             f"{', '.join(sorted(vcpu.ctl_owed))} never requested",
         )
     vcpu.in_guest = True
+    vcpu.kept_out = False
 
 
 def vmx_vcpu_exit(vcpu: Vcpu, reason: str) -> None:
