@@ -73,6 +73,14 @@ def build_machine(scenario: Scenario) -> Machine:
     return Machine(kvm=kvm, mm=mm)
 
 
+def create_vm(variant: Variant, scenario: Scenario) -> Machine:
+    """The machine, after the variant's own VM-creation code ran (kvm_alloc_apic_access_page)."""
+    machine = build_machine(scenario)
+    assert machine.kvm is not None
+    variant.namespace()["kvm_alloc_apic_access_page"](machine.kvm)
+    return machine
+
+
 def build_model(variant: Variant, scenario: Scenario, extra: tuple[str, ...] = ()) -> Model:
     scenario.validate()
     ns = variant.namespace()
@@ -84,7 +92,7 @@ def build_model(variant: Variant, scenario: Scenario, extra: tuple[str, ...] = (
 
     @model.setup
     def setup(s: Setup) -> Machine:
-        machine = build_machine(scenario)
+        machine = create_vm(variant, scenario)
         kvm = machine.kvm
         assert kvm is not None and machine.mm is not None
         for vcpu in kvm.vcpus:

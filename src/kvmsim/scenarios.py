@@ -95,6 +95,12 @@ SCENARIOS: dict[str, Scenario] = {
             ((("migrate", "apic"),),),
         ),
         Scenario(
+            "x2apic-migrate",
+            "1 vCPU in x2APIC mode (control off) touching 0xfee00000 as memory while it migrates",
+            (("x2apic", "apic", "apic"),),
+            ((("migrate", "apic"),),),
+        ),
+        Scenario(
             "nested",
             "1 vCPU running L2 while the page migrates, then back in L1",
             (("vmlaunch", "apic", "vmexit", "apic"),),

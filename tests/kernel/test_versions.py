@@ -23,6 +23,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, int]] = {
     ("v6.5", "back-to-back"): (20066, 35492),
     ("v6.5", "unrelated-overlap"): (124723, 311566),
     ("v6.5", "x2apic-switch"): (6491, 11395),
+    ("v6.5", "x2apic-migrate"): (3270, 5804),
     ("v6.5", "nested"): (5424, 9632),
     ("v6.5", "smm"): (6982, 12003),
     ("v6.4", "migrate"): (1339, 2312),
@@ -33,6 +34,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, int]] = {
     ("v6.4", "back-to-back"): (7844, 14054),
     ("v6.4", "unrelated-overlap"): (63751, 161925),
     ("v6.4", "x2apic-switch"): (3621, 6458),
+    ("v6.4", "x2apic-migrate"): (2135, 3804),
     ("v6.4", "nested"): (2567, 4624),
     ("v6.4", "smm"): (2907, 5106),
 }

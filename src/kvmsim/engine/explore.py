@@ -199,6 +199,12 @@ class _Search:
             for prop in sys.check_sometimes(state, self.sometimes_pending):
                 self.sometimes_pending.discard(prop)
 
+    def on_step_failures(self, out: Outcome, path_fn: Callable[[], Path]) -> None:
+        """Event properties a completed step reported with fail()."""
+        for prop, message in out.failures:
+            if prop not in self.found:
+                self.record(prop, "property", message, path_fn())
+
     def on_outcome_failure(self, kind: str, message: str, path: Path, prop: str = "") -> None:
         if kind == "property":
             self.record(prop, "property", message, path)
@@ -384,6 +390,8 @@ def _bfs(s: _Search) -> None:
                     out.kind, out.message, g.path_to(idx) + [(actor, script)], out.prop
                 )
                 continue
+            if out.failures:
+                s.on_step_failures(out, lambda a=actor, c=script: g.path_to(idx) + [(a, c)])  # type: ignore[misc]
             child = out.state
             assert child is not None
             try:
@@ -543,6 +551,8 @@ def _dfs(s: _Search) -> None:
         if out.kind != "ok":
             s.on_outcome_failure(out.kind, out.message, path + [(actor, script)], out.prop)
             continue
+        if out.failures:
+            s.on_step_failures(out, lambda a=actor, c=script: path + [(a, c)])  # type: ignore[misc]
         child = out.state
         assert child is not None
         try:
@@ -613,6 +623,8 @@ def _random(s: _Search) -> None:
             if out.kind != "ok":
                 s.on_outcome_failure(out.kind, out.message, path + [(actor, script)], out.prop)
                 break
+            if out.failures:
+                s.on_step_failures(out, lambda a=actor, c=script: path + [(a, c)])  # type: ignore[misc]
             assert out.state is not None
             state = out.state
             path.append((actor, script))

@@ -37,19 +37,21 @@ class PropertyFailure(Exception):
 class _Script:
     """The choices a step takes, fixed by the explorer before it runs the step."""
 
-    __slots__ = ("choices", "pos", "made", "events")
+    __slots__ = ("choices", "pos", "made", "events", "failures")
 
     def __init__(self) -> None:
         self.choices: tuple[int, ...] = ()
         self.pos = 0
         self.made: list[str] = []
         self.events: list[str] = []
+        self.failures: list[tuple[str, str]] = []
 
     def reset(self, choices: tuple[int, ...]) -> None:
         self.choices = choices
         self.pos = 0
         self.made = []
         self.events = []
+        self.failures = []
 
 
 SCRIPT = _Script()
@@ -89,8 +91,11 @@ def fail(prop: str, message: str) -> None:
 
     For properties about an event rather than a state (e.g. "never VM-Enter with a request
     pending"): the model checks the condition at the event and calls fail() if it is false.
+    The step still completes, so that what the violation leads to is explored too (a later,
+    worse property may break only because of it).
     """
-    raise PropertyFailure(prop, message)
+    if all(p != prop for p, _ in SCRIPT.failures):
+        SCRIPT.failures.append((prop, message))
 
 
 def note(event: str) -> None:

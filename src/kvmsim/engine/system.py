@@ -40,6 +40,7 @@ class Outcome:
     line: str = ""  # file:line of the yield (or the failure); like stack for detail
     prop: str = ""  # for kind "property": the property the step violated
     events: tuple[str, ...] = ()  # cost events noted during the step
+    failures: tuple[tuple[str, str], ...] = ()  # (property, message) reported by fail()
 
 
 class System:
@@ -206,6 +207,7 @@ class System:
             tuple(SCRIPT.made),
             line=line,
             events=tuple(SCRIPT.events),
+            failures=tuple(SCRIPT.failures),
         )
 
     def _yield_line(self, frames: list[list[Any]]) -> str:

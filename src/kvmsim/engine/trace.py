@@ -107,6 +107,11 @@ def replay(system: System, path: Path, loop_start: int | None = None) -> tuple[T
             break
         after = system.world.describe(out.state[0])
         changes = tuple((k, before.get(k), v) for k, v in after.items() if before.get(k) != v)
+        failed = (
+            out.failures[0][1]
+            if len(out.failures) == 1
+            else "; ".join(f"{p}: {m}" for p, m in out.failures)
+        )
         trace.steps.append(
             TraceStep(
                 n,
@@ -117,6 +122,8 @@ def replay(system: System, path: Path, loop_start: int | None = None) -> tuple[T
                 out.choices,
                 changes,
                 out.line,
+                "property" if out.failures else "ok",
+                failed,
                 events=out.events,
             )
         )

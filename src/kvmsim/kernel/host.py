@@ -50,12 +50,7 @@ def migrate_folio(mm: Mm, hva: int, passes: int = 2) -> Steps:
     mm.page_locked = replace(mm.page_locked, src, True)
     dst = alloc_page(mm, hva)
     yield f"migrate_folio_unmap: isolate and lock page {src}, allocate page {dst}"
-    # try_to_migrate_one: the PTE becomes a migration entry inside the notifier window.
-    yield from mmu_notifier_invalidate_range_start(mm, hva, hva + 1)
-    mm.pte = replace(mm.pte, i, (MIGRATION, src))
-    put_page(mm, src)  # the mapping's reference
-    yield f"try_to_migrate_one: ptep_clear_flush, install migration entry for page {src}"
-    yield from mmu_notifier_invalidate_range_end(mm, hva, hva + 1)
+    yield from try_to_migrate_one(mm, hva, src)
     # migrate_folio_move: folio_migrate_mapping freezes the refcount at isolation + cache.
     frozen = False
     for attempt in range(passes):
@@ -86,6 +81,26 @@ def migrate_folio(mm: Mm, hva: int, passes: int = 2) -> Steps:
     yield f"migrate_folio_move: copy, map page {dst}, unlock page {src}"
     put_page(mm, src)  # migrate_folio_done: the isolation reference, the last one
     yield f"migrate_folio_done: put_page({src})"
+
+
+def try_to_migrate_one(mm: Mm, hva: int, src: int) -> Steps:
+    """rmap walk for migration: the PTE becomes a migration entry inside the notifier window."""
+    i = HVA_INDEX[hva]
+    yield from mmu_notifier_invalidate_range_start(mm, hva, hva + 1)
+    mm.pte = replace(mm.pte, i, (MIGRATION, src))
+    put_page(mm, src)  # the mapping's reference
+    yield f"try_to_migrate_one: ptep_clear_flush, install migration entry for page {src}"
+    yield from mmu_notifier_invalidate_range_end(mm, hva, hva + 1)
+
+
+def try_to_unmap_one(mm: Mm, hva: int, src: int) -> Steps:
+    """rmap walk for reclaim: a shmem PTE becomes none inside the notifier window."""
+    i = HVA_INDEX[hva]
+    yield from mmu_notifier_invalidate_range_start(mm, hva, hva + 1)
+    mm.pte = replace(mm.pte, i, None)
+    put_page(mm, src)  # the mapping's reference
+    yield f"try_to_unmap_one: clear PTE of page {src}"
+    yield from mmu_notifier_invalidate_range_end(mm, hva, hva + 1)
 
 
 def zap_page_range_single(mm: Mm, hva: int) -> Steps:
@@ -119,11 +134,7 @@ def shrink_folio(mm: Mm, hva: int) -> Steps:
     get_page(mm, src)  # isolation from the LRU
     mm.page_locked = replace(mm.page_locked, src, True)
     yield f"shrink_folio_list: isolate and lock page {src}"
-    yield from mmu_notifier_invalidate_range_start(mm, hva, hva + 1)
-    mm.pte = replace(mm.pte, i, None)  # shmem: the PTE becomes none
-    put_page(mm, src)
-    yield f"try_to_unmap_one: clear PTE of page {src}"
-    yield from mmu_notifier_invalidate_range_end(mm, hva, hva + 1)
+    yield from try_to_unmap_one(mm, hva, src)
     # shmem_writepage moves it to the swap cache (still findable by a fault); then
     # __remove_mapping freezes the refcount at isolation + swap cache.
     if mm.page_ref[src] == 1 + expected_refs(mm):

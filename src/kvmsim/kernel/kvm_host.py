@@ -90,6 +90,7 @@ class Kvm(Struct):
     vcpus: tuple[Vcpu, ...] = ()
     pcpus: tuple[Pcpu, ...] = ()
     mm: Mm | None = None  # kvm->mm: the VMM's mm
+    apic_access_page: int | None = None  # kvm->arch.apic_access_page: pinned designs only
     reload_window: bool = False  # an APIC reload was requested inside an invalidation
     reload_retried: bool = False
     apic_moved: bool = False  # the APIC page changed physical page at least once

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .kvm_host import Vcpu
+from .kvm_host import Kvm, Vcpu
 from .vmx import vmx_set_virtual_apic_mode
 
 
@@ -17,3 +17,12 @@ def kvm_lapic_set_base(vcpu: Vcpu, mode: str) -> None:
         return
     vcpu.apic_mode = mode
     vmx_set_virtual_apic_mode(vcpu)
+
+
+def kvm_alloc_apic_access_page(kvm: Kvm) -> None:
+    """At VM creation: the private APIC slot's page is faulted in, then its reference dropped.
+
+    Not pinned, so that memory hot-unplug (and compaction) can migrate it; the MMU notifier
+    tells KVM when it moves. (The model's machine starts with the page already mapped.)
+    """
+    kvm.apic_access_page = None

@@ -33,6 +33,7 @@ class Variant:
     base: str | None = None
     description: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
+    defines: set[str] = field(default_factory=set)
     _namespace: dict[str, Any] | None = field(default=None, repr=False)
 
     def override(self, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,6 +41,17 @@ class Variant:
         self.overrides[func.__name__] = func
         self._namespace = None
         return func
+
+    def define(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: a new helper the patch adds (later variants may override it)."""
+        self.defines.add(func.__name__)
+        return self.override(func)
+
+    def defined_names(self) -> set[str]:
+        names = set(self.defines)
+        if self.base is not None:
+            names |= get_variant(self.base).defined_names()
+        return names
 
     def set(self, name: str, value: Any) -> None:
         """Replace a kernel module-level value (an ops-table entry, a constant)."""
@@ -56,7 +68,7 @@ class Variant:
     def namespace(self) -> dict[str, Any]:
         """Every kernel name, linked for this variant (built once)."""
         if self._namespace is None:
-            self._namespace = link_kernel(self.effective_overrides())
+            self._namespace = link_kernel(self.effective_overrides(), self.defined_names())
         return self._namespace
 
     def changed(self) -> list[str]:
@@ -87,7 +99,7 @@ def _rebind(func: FunctionType, globals_: dict[str, Any]) -> FunctionType:
     return new
 
 
-def link_kernel(overrides: dict[str, Any]) -> dict[str, Any]:
+def link_kernel(overrides: dict[str, Any], new_names: set[str] | None = None) -> dict[str, Any]:
     """Build the kernel namespace with overrides applied; no overrides means no copies."""
     mods = kernel_modules()
     table: dict[str, Any] = {}
@@ -98,7 +110,7 @@ def link_kernel(overrides: dict[str, Any]) -> dict[str, Any]:
         table.update(_own_functions(mod))
     if not overrides:
         return table
-    unknown = [n for n in overrides if n not in table]
+    unknown = [n for n in overrides if n not in table and n not in (new_names or set())]
     if unknown:
         raise KeyError(
             f"the variant overrides {unknown[0]!r}, which the kernel model does not have"
@@ -124,7 +136,7 @@ def link_kernel(overrides: dict[str, Any]) -> dict[str, Any]:
         linked.setdefault(name, value)
     for g in copies.values():
         for name in g:
-            if name in linked and name in table:
+            if name in linked and (name in table or name in overrides):
                 g[name] = linked[name]
     return linked
 
@@ -141,7 +153,7 @@ def register(variant: Variant) -> Variant:
 
 def _load_builtin() -> None:
     if not _REGISTRY:
-        from . import v6_4, v6_5  # noqa: F401  (they register themselves)
+        from . import proposals, v6_4, v6_5, v6_6  # noqa: F401  (they register themselves)
 
 
 def get_variant(name: str) -> Variant:
