@@ -1,4 +1,4 @@
-"""The ``kvmsim`` command: ``demo``, ``check`` and ``study``.
+"""The ``kvmsim`` command: ``demo``, ``check``, ``study``, ``list`` and ``simulate``.
 
 Exit status: 0 the properties hold, 1 a counterexample was found (or, for ``study``, a model
 did not match its expected verdict), 2 bad input, an interrupted run that found nothing, or an
@@ -116,18 +116,36 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_builtin_check_options(p: argparse.ArgumentParser) -> None:
-    """Hook: options of ``check`` that pick the built-in model when no FILE is given.
-
-    The KVM model adds ``--variant`` and ``--scenario`` here and reads them in
-    ``builtin_model``. There are none yet.
-    """
+    """Options of ``check`` (and ``simulate``) that pick the built-in KVM model."""
+    g = p.add_argument_group("KVM model (when no FILE is given)")
+    _add_kvm_options(g)
 
 
-def builtin_model(args: argparse.Namespace) -> Model:
-    """Hook: the model ``kvmsim check`` checks when no FILE is given (the KVM model, later)."""
-    raise UsageError(
-        "check needs a model file: kvmsim check FILE.py[:NAME] (there is no built-in KVM model yet)"
+def _add_kvm_options(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--variant",
+        metavar="NAME|FILE.py[:NAME]",
+        help="the kernel variant (default v6.5; see 'kvmsim list'), or a Variant object "
+        "defined in FILE.py (your own patch; loading the file runs it)",
     )
+    g.add_argument(
+        "--scenario",
+        metavar="NAME",
+        help="the scenario (see 'kvmsim list'); check: default every default scenario",
+    )
+    g.add_argument(
+        "--property",
+        action="append",
+        metavar="NAME",
+        help="also check this non-default property, e.g. STALL-6.5 (repeatable)",
+    )
+
+
+def builtin_check(args: argparse.Namespace) -> int:
+    """``kvmsim check`` without FILE: the KVM model (cli_kvm)."""
+    from .cli_kvm import check_builtin
+
+    return check_builtin(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +184,57 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_options(chk)
     chk.set_defaults(func=cmd_check)
 
+    ls = sub.add_parser(
+        "list",
+        help="list the KVM model's variants, scenarios and properties",
+        description="List the kernel variants, the scenarios and the properties of the KVM "
+        "model, each with what it is.",
+    )
+    ls.add_argument(
+        "what",
+        nargs="?",
+        choices=("variants", "scenarios", "properties"),
+        help="list only these",
+    )
+    ls.add_argument("--json", action="store_true", help="print them as JSON")
+    ls.set_defaults(func=cmd_list)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="run the KVM model as a simulator: random executions and their costs",
+        description="Run random executions of the KVM model: at every step one enabled "
+        "transition is picked uniformly at random (seeded, so a seed always gives the same "
+        "run). Each run is listed step by step, with its cost figures (IPIs, TLB flushes, "
+        "VM-Enters, reload attempts and retries, ...) and any property it broke. Run k "
+        "uses seed S+k. Liveness is not judged: a run has at most --max-steps steps.",
+        epilog="exit status: 0 no run broke a property, 1 some run did, 2 bad input or an "
+        "internal error",
+    )
+    _add_kvm_options(sim.add_argument_group("model"))
+    g = sim.add_argument_group("simulation")
+    g.add_argument("--seed", type=_integer, default=0, metavar="S", help="seed (default 0)")
+    g.add_argument(
+        "--runs", type=_count(1), default=1, metavar="K", help="number of runs (default 1)"
+    )
+    g.add_argument(
+        "--max-steps",
+        type=_count(0),
+        default=1000,
+        metavar="M",
+        help="stop a run after M steps (default 1000)",
+    )
+    out = sim.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the runs as JSON")
+    out.add_argument(
+        "--timeline",
+        action="store_true",
+        help="draw each run as a per-CPU timeline instead of one line per step",
+    )
+    out.add_argument(
+        "--quiet", action="store_true", help="no steps: each run's ending, costs and failures"
+    )
+    sim.set_defaults(func=cmd_simulate)
+
     st = sub.add_parser(
         "study",
         help="check every model against its expected verdict and write a summary",
@@ -196,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("no command given: use demo, check or study (see 'kvmsim --help')")
+            raise UsageError(
+                "no command given: use list, check, simulate, demo or study (see 'kvmsim --help')"
+            )
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except UsageError as exc:
@@ -270,8 +341,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     if not args.target:
-        return run_and_report(builtin_model(args), args)
+        return builtin_check(args)
+    given = [f"--{o}" for o in ("variant", "scenario", "property") if getattr(args, o)]
+    if given:
+        one = len(given) == 1
+        raise UsageError(
+            f"{' and '.join(given)} {'picks' if one else 'pick'} the built-in KVM model: "
+            f"give {'it' if one else 'them'} without a FILE"
+        )
     path, name = split_target(args.target)
+    if not os.path.exists(path):
+        from .scenarios import SCENARIOS
+
+        if args.target in SCENARIOS:
+            raise UsageError(
+                f"no such file: {args.target} (to check the scenario: "
+                f"kvmsim check --scenario {args.target})"
+            )
     with _on_sys_path(Path(path).resolve().parent):
         module = load_file(path)
         model = pick_model(module, path, name)
@@ -441,6 +527,21 @@ def guarded_check(model: Model, options: Options) -> Result:
 def _about(model: Model, message: str) -> str:
     prefix = f"model {model.name!r}"
     return message if message.startswith(prefix) else f"{prefix}: {message}"
+
+
+# -- list, simulate (the KVM model: cli_kvm) -----------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .cli_kvm import cmd_list as run
+
+    return run(args)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .cli_kvm import cmd_simulate as run
+
+    return run(args)
 
 
 # -- study --------------------------------------------------------------------------------

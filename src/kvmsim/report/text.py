@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from rich import box
@@ -25,10 +26,11 @@ from rich.text import Text
 
 from ..engine import Model, Result, Violation
 from ..engine.trace import Trace, TraceStep
+from .values import ValueStyle
 
 PLAIN_WIDTH = 10_000  # plain output: lines never wrap; tables take their natural width
 CELL_WIDTH = 44  # a lane column never grows wider than this (long values fold)
-VALUE_WIDTH = 60  # a value longer than this is shortened with an ellipsis
+VALUE_WIDTH = ValueStyle.width  # a value longer than this is shortened with an ellipsis
 
 # What each kind of violation the engine finds by itself means (user properties carry their
 # own description).
@@ -65,7 +67,12 @@ def plain_console(file: Any = None) -> Console:
 
 
 def render_result(
-    result: Result, model: Model | None = None, *, quiet: bool = False, color: bool = False
+    result: Result,
+    model: Model | None = None,
+    *,
+    quiet: bool = False,
+    color: bool = False,
+    style: ValueStyle | None = None,
 ) -> str:
     """The whole report as a string, independent of the terminal (for pipes and tests)."""
     buf = io.StringIO()
@@ -81,14 +88,25 @@ def render_result(
         )
     else:
         console = plain_console(buf)
-    print_result(console, result, model, quiet=quiet)
+    print_result(console, result, model, quiet=quiet, style=style)
     return buf.getvalue()
 
 
 def print_result(
-    console: Console, result: Result, model: Model | None = None, *, quiet: bool = False
+    console: Console,
+    result: Result,
+    model: Model | None = None,
+    *,
+    quiet: bool = False,
+    style: ValueStyle | None = None,
+    notes: Sequence[str] = (),
+    lanes: Sequence[str] = (),
 ) -> None:
-    """Header, counterexamples (or one line each when quiet), verdict and statistics."""
+    """Header, counterexamples (or one line each when quiet), verdict and statistics.
+
+    style: how state values and changes are written (default: repr, shortened); notes: lines
+    printed (dim) under the title; lanes: the order of a timeline's first columns.
+    """
     plain = console.width >= PLAIN_WIDTH
     title = Text(result.model, style="bold")
     if model is not None and model.description:
@@ -96,6 +114,8 @@ def print_result(
     console.print(title)
     if model is not None and model.expect:
         console.print(Text(f"expected: {model.expect}", style="dim"))
+    for line in notes:
+        console.print(Text(line, style="dim"))
     for n, violation in enumerate(result.violations, 1):
         if quiet:
             console.print(_violation_summary(violation))
@@ -104,10 +124,10 @@ def print_result(
         header = f"counterexample {n} of {len(result.violations)}: {_violation_title(violation)}"
         console.print(Text(header, style="bold red"))
         if violation.trace is not None and violation.trace.steps:
-            initial = _initial_line(violation.trace)
+            initial = _initial_line(violation.trace, style)
             if initial:
                 console.print(Text(initial, style="dim"))
-            console.print(timeline(violation.trace, plain=plain))
+            console.print(timeline(violation.trace, plain=plain, style=style, lanes=lanes))
             if violation.trace.loop_start is not None:
                 console.print(
                     Text("the steps from ── loop ── on repeat forever", style="yellow"),
@@ -150,9 +170,19 @@ def meaning(violation: Violation) -> str:
     return violation.description or KIND_MEANING.get(violation.kind, "")
 
 
-def timeline(trace: Trace, *, plain: bool = False) -> Table:
-    """The trace as a table: one column per lane, one row per step."""
-    lanes: list[str] = []
+def timeline(
+    trace: Trace,
+    *,
+    plain: bool = False,
+    style: ValueStyle | None = None,
+    lanes: Sequence[str] = (),
+) -> Table:
+    """The trace as a table: one column per lane, one row per step.
+
+    Columns come in the order of lanes (those the trace uses), then in order of appearance.
+    """
+    used = {step.lane for step in trace.steps}
+    lanes = [lane for lane in dict.fromkeys(lanes) if lane in used]
     for step in trace.steps:
         if step.lane not in lanes:
             lanes.append(step.lane)
@@ -169,19 +199,20 @@ def timeline(trace: Trace, *, plain: bool = False) -> Table:
         if trace.loop_start is not None and step.index == trace.loop_start:
             table.add_row("", *[Text("── loop ──", style="yellow") for _ in lanes])
         cells: list[Text | str] = ["" for _ in lanes]
-        cells[lanes.index(step.lane)] = step_cell(step)
+        cells[lanes.index(step.lane)] = step_cell(step, style)
         table.add_row(str(step.index + 1), *cells)
     return table
 
 
-def step_cell(step: TraceStep) -> Text:
+def step_cell(step: TraceStep, style: ValueStyle | None = None) -> Text:
     """What one step shows: function, label, choices, changes (or the failure)."""
+    style = style or DEFAULT_STYLE
     text = Text()
     who = step.function or step.actor
     if step.actor != step.lane:
         who = f"{step.actor}: {who}"
     text.append(who, style="bold")
-    if step.kind != "ok":
+    if step.kind not in ("ok", "property") or (step.kind == "property" and not step.changes):
         if step.label and step.label != step.kind:
             text.append(f"\n{step.label}")
         what = step.message if step.kind == "property" else f"{step.kind}: {step.message}"
@@ -194,16 +225,20 @@ def step_cell(step: TraceStep) -> Text:
     for choice in step.choices:
         text.append(f"\nchose {choice}", style="magenta")
     for var, before, after in step.changes:
-        text.append(f"\n{var}: {short_value(before)}→{short_value(after)}", style="cyan")
+        text.append(f"\n{style.change(var, before, after)}", style="cyan")
     events = getattr(step, "events", ())
     if events:
         text.append(f"\ncost: {', '.join(events)}", style="yellow")
+    if step.kind == "property":  # the step completed, and broke an event property
+        text.append(f"\n✗ {step.message}", style="bold red")
     return text
 
 
+DEFAULT_STYLE = ValueStyle()
+
+
 def short_value(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 1] + "…"
+    return DEFAULT_STYLE.value(value)
 
 
 def short_path(location: str) -> str:
@@ -251,7 +286,7 @@ def _property_text(v: Violation) -> Text:
     return text
 
 
-def _initial_line(trace: Trace) -> str:
+def _initial_line(trace: Trace, style: ValueStyle | None = None) -> str:
     """The initial values of the variables the trace changes."""
     touched: list[str] = []
     for step in trace.steps:
@@ -260,5 +295,6 @@ def _initial_line(trace: Trace) -> str:
                 touched.append(var)
     if not touched:
         return ""
-    parts = [f"{var}={short_value(trace.initial.get(var))}" for var in touched]
+    style = style or DEFAULT_STYLE
+    parts = [f"{var}={style.value(trace.initial.get(var))}" for var in touched]
     return "initial: " + ", ".join(parts)
