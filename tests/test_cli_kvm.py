@@ -217,10 +217,9 @@ def test_simulate_mutant_reports_the_broken_property(capsys: pytest.CaptureFixtu
     code, out, _ = run(capsys, *argv, "--runs", "30", "--json")
     assert code == 1
     doc = json.loads(out)
-    assert doc["broken"]
+    assert "INV-REQ" in doc["broken"]
     first = next(r for r in doc["runs"] if r["broken"])
     prop = first["broken"][0]["property"]
-    assert prop in {"INV-REQ", "INV-WAIT", "INV-NOFREE", "LIVE-FLUSH", "INV-APIC"}
     # The same run, alone and as text: the property, where, and what it means.
     code, out, _ = run(capsys, *argv[:-1], str(first["seed"]))
     assert code == 1

@@ -4,14 +4,14 @@ A run starts in the model's initial state and, at every step, picks one enabled 
 (an actor's next step under one combination of its choices) uniformly at random with a
 seeded ``random.Random``: the same model, seed and step limit give the same run. It ends
 when every actor has finished, when no actor can move but some have not finished (a
-deadlock), when a step breaks a property (an event property, a failed assertion, an
-exception in the model) or reaches a state where an invariant is false, or after
-``max_steps`` steps. The run is then replayed to describe each step (function, label,
-state changes, cost events).
+deadlock), when a step breaks a property (an event property reported with ``fail()``, a
+failed assertion, an exception in the model) or reaches a state where an invariant is false,
+or after ``max_steps`` steps: every property that step broke is reported. The run is then
+replayed to describe each step (function, label, state changes, cost events).
 
 Run ``k`` (counting from 0) of a simulation seeded ``s`` uses seed ``s + k``, so
-``runs=1, seed=s + k`` repeats it alone. Liveness is not judged here: a run that stops at
-the step limit has only not finished yet.
+``runs=1, seed=s + k`` repeats it alone. Liveness is not judged here: a run that stops at the step
+limit has only not finished yet.
 """
 
 from __future__ import annotations
@@ -199,6 +199,9 @@ def run_once(
             end = BROKEN
             break
         state = out.state
+        # Event properties the step reported with fail(): the step itself completed.
+        for prop, message in out.failures:
+            broken.append(Broken(prop, "property", message, len(path) - 1, sentence(prop)))
         for prop, _desc in system.check_invariants(state):
             message = f"invariant {prop!r} is false"
             broken.append(Broken(prop, "invariant", message, len(path) - 1, sentence(prop)))

@@ -132,13 +132,12 @@ def listing(run: Run, style: ValueStyle) -> Text:
 
 def step_text(step: TraceStep) -> Text:
     text = Text(step.function or step.actor, style="bold")
-    if step.kind != "ok":
-        text.append(f" ✗ {step.message}", style="bold red")
-        return text
-    if step.label:
+    if step.label and step.label != step.kind:
         text.append(f": {step.label}")
     for choice in step.choices:
         text.append(f" [chose {choice}]", style="magenta")
+    if step.kind != "ok":
+        text.append(f" ✗ {step.message}", style="bold red")
     return text
 
 
