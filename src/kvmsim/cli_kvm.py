@@ -162,7 +162,8 @@ def catalogue_document() -> dict[str, list[dict[str, Any]]]:
                 "name": v.name,
                 "description": v.description,
                 "base": v.base,
-                "changed": v.changed(),
+                "changed": sorted(v.overrides),  # what it changes on its base
+                "changed_from_kernel": v.changed(),  # with its bases' changes
             }
             for v in all_variants()
         ],
@@ -194,7 +195,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     first = True
     if "variants" in what:
         first = _heading(console, "variants", first)
-        table = _table(console, ("variant", "base", "description", "changed functions"))
+        table = _table(console, ("variant", "base", "description", "changes on its base"))
         for v in doc["variants"]:
             table.add_row(v["name"], v["base"] or "", v["description"], ", ".join(v["changed"]))
         console.print(table)
