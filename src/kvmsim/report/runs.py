@@ -131,9 +131,15 @@ def listing(run: Run, style: ValueStyle) -> Text:
 
 
 def step_text(step: TraceStep) -> Text:
-    text = Text(step.function or step.actor, style="bold")
-    if step.label and step.label != step.kind:
-        text.append(f": {step.label}")
+    if not step.function and step.label == "return" and step.kind == "ok":
+        return Text("return (finished)", style="dim")
+    who = step.function or step.actor
+    label = step.label if step.label != step.kind else ""
+    if label == who or label.startswith(f"{who}: "):  # the label names the function itself
+        who, label = label.partition(": ")[0], label.partition(": ")[2]
+    text = Text(who, style="bold")
+    if label:
+        text.append(f": {label}")
     for choice in step.choices:
         text.append(f" [chose {choice}]", style="magenta")
     if step.kind != "ok":
