@@ -118,10 +118,10 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
 def add_builtin_check_options(p: argparse.ArgumentParser) -> None:
     """Options of ``check`` (and ``simulate``) that pick the built-in KVM model."""
     g = p.add_argument_group("KVM model (when no FILE is given)")
-    _add_kvm_options(g)
+    _add_kvm_options(g, scenario_help="the scenario (default: every default scenario in turn)")
 
 
-def _add_kvm_options(g: argparse._ArgumentGroup) -> None:
+def _add_kvm_options(g: argparse._ArgumentGroup, scenario_help: str) -> None:
     g.add_argument(
         "--variant",
         metavar="NAME|FILE.py[:NAME]",
@@ -131,7 +131,7 @@ def _add_kvm_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--scenario",
         metavar="NAME",
-        help="the scenario (see 'kvmsim list'); check: default every default scenario",
+        help=f"{scenario_help}; see 'kvmsim list'",
     )
     g.add_argument(
         "--property",
@@ -171,10 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     chk = sub.add_parser(
         "check",
-        help="check a model defined in a Python file",
-        description="Check the kvmsim Model defined at module level in FILE.py (name it with "
-        ":NAME when the file defines several). Loading the file runs its code, like "
-        "`python FILE.py` would: check only files you trust.",
+        help="check the KVM model (--variant, --scenario) or a model in a Python file",
+        description="Without FILE: check the KVM model, variant --variant (default v6.5) on "
+        "scenario --scenario (default: every default scenario), against every default "
+        "property and each --property. With FILE: check the kvmsim Model defined at module "
+        "level in FILE.py (name it with :NAME when the file defines several). Loading a file "
+        "(FILE, or --variant FILE.py) runs its code, like `python FILE.py` would: check only "
+        "files you trust.",
         epilog=EXIT_EPILOG,
     )
     chk.add_argument(
@@ -210,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit status: 0 no run broke a property, 1 some run did, 2 bad input or an "
         "internal error",
     )
-    _add_kvm_options(sim.add_argument_group("model"))
+    _add_kvm_options(sim.add_argument_group("model"), scenario_help="the scenario (required)")
     g = sim.add_argument_group("simulation")
     g.add_argument("--seed", type=_integer, default=0, metavar="S", help="seed (default 0)")
     g.add_argument(
