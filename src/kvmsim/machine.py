@@ -49,10 +49,15 @@ def build_machine(scenario: Scenario) -> Machine:
     spte: list[int | None] = [None] * len(Kvm._defaults["spte"])
     spte[spte_index(ROOT_L1, APIC_GFN)] = 0
     spte[spte_index(ROOT_L1, RAM_GFN)] = 1
-    kvm = Kvm(mm=mm, spte=tuple(spte), smm_enabled=scenario.smm, gup_may_fail=scenario.gup_may_fail)
+    kvm = Kvm(
+        mm=mm, spte=tuple(spte), smm_enabled=scenario.smm, gup_fail_budget=scenario.gup_failures
+    )
+    # One spare CPU when vCPU threads may be moved; it too caches the old translations
+    # (the vCPU ran there before), so moving onto it must flush.
+    spare = 1 if scenario.preemptions else 0
     pcpus = tuple(
         Pcpu(name=f"cpu{i}", tlb=frozenset({(ROOT_L1, APIC_GFN, 0), (ROOT_L1, RAM_GFN, 1)}))
-        for i in range(len(scenario.vcpus))
+        for i in range(len(scenario.vcpus) + spare)
     )
     vcpus = tuple(
         Vcpu(
@@ -64,6 +69,7 @@ def build_machine(scenario: Scenario) -> Machine:
             program=program,
             kvm=kvm,
             mm=mm,
+            preemptions_left=scenario.preemptions if i == 0 else 0,
         )
         for i, program in enumerate(scenario.vcpus)
     )
@@ -96,13 +102,7 @@ def build_model(variant: Variant, scenario: Scenario, extra: tuple[str, ...] = (
         kvm = machine.kvm
         assert kvm is not None and machine.mm is not None
         for vcpu in kvm.vcpus:
-            s.actor(
-                vcpu.name,
-                ns["kvm_arch_vcpu_ioctl_run"],
-                vcpu,
-                must_finish=True,
-                lane=f"CPU{vcpu.cpu}",
-            )
+            s.actor(vcpu.name, ns["vmm_vcpu_thread"], vcpu, must_finish=True, lane=f"CPU{vcpu.cpu}")
         for j, thread in enumerate(scenario.host):
             ops: tuple[tuple[str, int, int], ...] = tuple(
                 (op, TARGET_HVA[target], scenario.migrate_passes) for op, target in thread
@@ -110,6 +110,13 @@ def build_model(variant: Variant, scenario: Scenario, extra: tuple[str, ...] = (
             s.actor(
                 f"host{j}", ns["host_thread"], machine.mm, ops, must_finish=True, lane=f"host{j}"
             )
+        first = kvm.vcpus[0]
+        if scenario.preemptions:
+            s.actor("sched", ns["scheduler"], kvm, first, daemon=True, lane="sched")
+        if scenario.signals:
+            s.actor("signal", ns["vmm_signal"], first, scenario.signals, daemon=True, lane="VMM")
+        if scenario.apicv_toggle:
+            s.actor("apicv", ns["vmm_toggle_apicv"], kvm, must_finish=True, lane="VMM")
         return machine
 
     properties.install(model, extra + scenario.properties)

@@ -91,16 +91,14 @@ def inv_nofree(m: Machine) -> bool:
 
 
 def inv_counters(m: Machine) -> bool:
-    """mmu_invalidate_in_progress and mn_active_invalidate_count never go negative, KVM has
-    begun no more invalidations than mm has in flight, and while any is in progress the
-    accumulated range covers every one of them. Otherwise a racing fault or reload misses an
-    invalidation and installs a stale pfn."""
+    """mmu_invalidate_in_progress and mn_active_invalidate_count never go negative, KVM
+    counts no more notifier invalidations than mm has in flight, and while invalidations are
+    in progress the accumulated range covers every one of them. Otherwise a racing fault or
+    reload misses an invalidation and installs a stale pfn."""
     kvm, mm = _machine_parts(m)
     if kvm.mmu_invalidate_in_progress < 0 or kvm.mn_active_invalidate_count < 0:
         return False
     in_memslots = [r for r in mm.inflight if hva_to_gfn(r[0]) is not None]
-    if kvm.mmu_invalidate_in_progress > kvm.mn_active_invalidate_count:
-        return False
     if kvm.mn_active_invalidate_count > len(mm.inflight):
         return False
     if kvm.mmu_invalidate_in_progress and kvm.mmu_invalidate_in_progress == len(in_memslots):

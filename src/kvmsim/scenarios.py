@@ -20,7 +20,10 @@ class Scenario:
     vcpus: tuple[tuple[str, ...], ...]  # one guest program per vCPU
     host: tuple[tuple[tuple[str, str], ...], ...]  # one (op, target) sequence per host thread
     shmem: bool = True  # the APIC page is shmem (MAP_SHARED|MAP_ANONYMOUS), as in 6.x
-    gup_may_fail: bool = False
+    gup_failures: int = 0  # knob: GUP may fail (-ENOMEM) this many times
+    preemptions: int = 0  # knob: the vCPU thread may be moved to another pCPU this many times
+    signals: int = 0  # knob: a signal may end KVM_RUN this many times (the VMM re-enters)
+    apicv_toggle: bool = False  # knob: the VMM inhibits APICv VM-wide, then re-activates it
     smm: bool = True  # the VM has the SMM address space
     migrate_passes: int = 2
     default: bool = True
@@ -111,6 +114,39 @@ SCENARIOS: dict[str, Scenario] = {
             "1 vCPU entering and leaving SMM (address space 1) while the page migrates",
             (("smi", "apic", "rsm", "apic"),),
             ((("migrate", "apic"),),),
+        ),
+        Scenario(
+            "gup-fails",
+            "1 vCPU; the page migrates and one GUP may fail transiently (-ENOMEM)",
+            (APIC_TWICE,),
+            ((("migrate", "apic"),),),
+            gup_failures=1,
+            default=False,
+        ),
+        Scenario(
+            "preempted",
+            "1 vCPU whose thread may be preempted once and resumed on another CPU, while the "
+            "page migrates",
+            (APIC_TWICE,),
+            ((("migrate", "apic"),),),
+            preemptions=1,
+            default=False,
+        ),
+        Scenario(
+            "signal",
+            "1 vCPU; a signal may end KVM_RUN once (the VMM re-enters) while the page migrates",
+            (APIC_TWICE,),
+            ((("migrate", "apic"),),),
+            signals=1,
+            default=False,
+        ),
+        Scenario(
+            "apicv-inhibit",
+            "1 vCPU; the VMM inhibits APICv VM-wide and re-activates it while the page migrates",
+            (APIC_TWICE,),
+            ((("migrate", "apic"),),),
+            apicv_toggle=True,
+            default=False,
         ),
         Scenario(
             "three-vcpus-migrate",

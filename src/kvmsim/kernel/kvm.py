@@ -137,7 +137,7 @@ def gfn_to_pfn_memslot(kvm: Kvm, slot: str, gfn: int) -> Generator[str, None, in
     """__gfn_to_pfn_memslot: hva of the gfn in the slot, then GUP (takes a reference)."""
     mm = kvm.mm
     assert mm is not None
-    return (yield from hva_to_pfn(mm, gfn_to_hva_memslot(slot, gfn), kvm.gup_may_fail))
+    return (yield from hva_to_pfn(mm, gfn_to_hva_memslot(slot, gfn)))
 
 
 def gfn_to_page(kvm: Kvm, gfn: int) -> Generator[str, None, int | None]:

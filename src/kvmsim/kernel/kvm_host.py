@@ -85,7 +85,7 @@ class Kvm(Struct):
     spte: tuple[int | None, ...] = (None,) * (len(ROOTS) * len(GFNS))
     flexpriority_enabled: bool = True
     smm_enabled: bool = True  # the VM has the SMM address space (KVM_ADDRESS_SPACE_NUM = 2)
-    gup_may_fail: bool = False  # environment knob: GUP may fail transiently (-ENOMEM)
+    gup_fail_budget: int = 0  # environment knob: how many GUPs may still fail (-ENOMEM)
     # Ghost state, read only by properties: never by the modelled kernel.
     vcpus: tuple[Vcpu, ...] = ()
     pcpus: tuple[Pcpu, ...] = ()
@@ -123,6 +123,8 @@ class Vcpu(Struct):
     reload_owed: bool = False  # ghost: a reload was consumed in L2, vmcs01 not yet updated
     kept_out: bool = False  # ghost: asked by an invalidation to leave, not yet back in the guest
     exited: bool = False  # ghost: KVM_RUN has returned for good
+    signal_pending: bool = False  # TIF_SIGPENDING on the vCPU thread
+    preemptions_left: int = 0  # environment knob: moves to another pCPU still allowed
     ctl_owed: frozenset[str] = frozenset()  # ghost: requests owed since the control went 0->1
     kvm: Kvm | None = None
     mm: Mm | None = None

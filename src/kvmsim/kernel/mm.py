@@ -89,7 +89,7 @@ def check_nothing_translates_to(kvm: Kvm, pfn: int) -> None:
 # -- GUP --------------------------------------------------------------------------------
 
 
-def hva_to_pfn(mm: Mm, hva: int, may_fail: bool = False) -> Generator[str, None, int | None]:
+def hva_to_pfn(mm: Mm, hva: int) -> Generator[str, None, int | None]:
     """get_user_pages_unlocked(hva, 1, FOLL_WRITE): fault the page in, take a reference.
 
     A migration entry makes the caller wait for the folio lock (migration_entry_wait) and
@@ -99,7 +99,9 @@ def hva_to_pfn(mm: Mm, hva: int, may_fail: bool = False) -> Generator[str, None,
     """
     i = HVA_INDEX[hva]
     while True:
-        if may_fail and choose((False, True), "GUP fails"):
+        kvm = mm.kvm
+        if kvm is not None and kvm.gup_fail_budget and choose((False, True), "GUP fails"):
+            kvm.gup_fail_budget -= 1  # environment knob: a transient -ENOMEM
             yield "hva_to_pfn: GUP fails (-ENOMEM)"
             return None
         pte = mm.pte[i]

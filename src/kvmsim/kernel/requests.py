@@ -52,8 +52,10 @@ def kvm_make_request(req: str, vcpu: Vcpu) -> None:
 def _ghost_on_request(req: str, vcpu: Vcpu) -> None:
     # Ghost bookkeeping for INV-CTL: the 0->1 control switch owes a reload and a flush.
     if vcpu.ctl_owed:
-        satisfied = {req} | ({KVM_REQ_TLB_FLUSH_CURRENT} if req == KVM_REQ_TLB_FLUSH else set())
-        vcpu.ctl_owed = vcpu.ctl_owed - satisfied
+        if req == KVM_REQ_APIC_PAGE_RELOAD:
+            vcpu.ctl_owed = vcpu.ctl_owed - {"reload"}
+        elif req in (KVM_REQ_TLB_FLUSH, KVM_REQ_TLB_FLUSH_CURRENT):
+            vcpu.ctl_owed = vcpu.ctl_owed - {"flush"}
 
 
 def kvm_request_pending(vcpu: Vcpu) -> bool:

@@ -49,10 +49,12 @@ def vmx_flush_tlb_current(vcpu: Vcpu) -> None:
     if vcpu.root is None:
         return
     ept_sync_context(pcpu_of(vcpu), vcpu.root)
+    vcpu.ctl_owed = vcpu.ctl_owed - {"flush"}  # ghost for INV-CTL
 
 
 def vmx_flush_tlb_all(vcpu: Vcpu) -> None:
     ept_sync_global(pcpu_of(vcpu))
+    vcpu.ctl_owed = vcpu.ctl_owed - {"flush"}  # ghost for INV-CTL
 
 
 def kvm_vcpu_flush_tlb_all(vcpu: Vcpu) -> None:

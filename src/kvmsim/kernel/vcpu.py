@@ -22,6 +22,7 @@ from .lapic import kvm_lapic_set_base
 from .nested import nested_vmx_enter_non_root_mode, nested_vmx_vmexit
 from .requests import (
     KVM_REQ_APIC_PAGE_RELOAD,
+    KVM_REQ_APICV_UPDATE,
     KVM_REQ_TLB_FLUSH,
     KVM_REQ_TLB_FLUSH_CURRENT,
     ack_ipi,
@@ -34,14 +35,24 @@ from .tlb import kvm_vcpu_flush_tlb_all, kvm_vcpu_flush_tlb_current
 from .vmx import vmx_set_apic_access_page_addr, vmx_vcpu_enter, vmx_vcpu_exit
 
 Steps = Generator[str, None, None]
+EINTR = 4
 WHAT_OP_DOES = {"x2apic": "x2apic", "disable": "disabled", "xapic": "xapic"}
 
 
-def kvm_arch_vcpu_ioctl_run(vcpu: Vcpu) -> Generator[str, None, int]:
-    """The vCPU thread's ioctl(KVM_RUN); returns when the guest halts."""
-    r = yield from vcpu_run(vcpu)
+def vmm_vcpu_thread(vcpu: Vcpu) -> Steps:
+    """The VMM's vCPU thread: ioctl(KVM_RUN) again after a signal, until the guest halts."""
+    while True:
+        r = yield from kvm_arch_vcpu_ioctl_run(vcpu)
+        if r == 0:
+            break
+        yield f"VMM: KVM_RUN returned {r} (KVM_EXIT_INTR); handle the signal, KVM_RUN again"
     vcpu.kept_out = False
     vcpu.exited = True
+
+
+def kvm_arch_vcpu_ioctl_run(vcpu: Vcpu) -> Generator[str, None, int]:
+    """ioctl(KVM_RUN): 0 when the guest halts, -EINTR when a signal is pending."""
+    r = yield from vcpu_run(vcpu)
     if vcpu.held_refs:
         fail("INV-REF", f"KVM_RUN returned with references held on {vcpu.held_refs}")
     return r
@@ -53,6 +64,21 @@ def vcpu_run(vcpu: Vcpu) -> Generator[str, None, int]:
         r = yield from vcpu_enter_guest(vcpu)
         if r <= 0:
             return r
+        if xfer_to_guest_mode_work_pending(vcpu):
+            # xfer_to_guest_mode_handle_work: a pending signal ends KVM_RUN with -EINTR;
+            # the requests stay pending for the next KVM_RUN.
+            vcpu.signal_pending = False
+            return -EINTR
+
+
+def xfer_to_guest_mode_work_pending(vcpu: Vcpu) -> bool:
+    """TIF_SIGPENDING and friends; only signals are modelled (need_resched is preemption)."""
+    return vcpu.signal_pending
+
+
+def kvm_vcpu_update_apicv(vcpu: Vcpu) -> None:
+    """Refreshes posted-interrupt and APIC-register virtualization controls; on VMX it never
+    touches VIRTUALIZE_APIC_ACCESSES, so nothing of it is modelled beyond consuming the request."""
 
 
 def kvm_vcpu_reload_apic_access_page(vcpu: Vcpu) -> Steps:
@@ -65,8 +91,12 @@ def kvm_vcpu_reload_apic_access_page(vcpu: Vcpu) -> Steps:
 
 
 def kvm_vcpu_exit_request(vcpu: Vcpu) -> bool:
-    """Late check: a kick (EXITING_GUEST_MODE) or any request bit forces a bail."""
-    return vcpu.mode == EXITING_GUEST_MODE or kvm_request_pending(vcpu)
+    """Late check: a kick (EXITING_GUEST_MODE), any request bit, or pending work bails."""
+    return (
+        vcpu.mode == EXITING_GUEST_MODE
+        or kvm_request_pending(vcpu)
+        or xfer_to_guest_mode_work_pending(vcpu)
+    )
 
 
 def local_irq_enable(vcpu: Vcpu) -> None:
@@ -91,6 +121,9 @@ def vcpu_enter_guest(vcpu: Vcpu) -> Generator[str, None, int]:
             note("reload_request")
             yield "kvm_check_request(KVM_REQ_APIC_PAGE_RELOAD)"
             yield from kvm_vcpu_reload_apic_access_page(vcpu)
+        if kvm_check_request(KVM_REQ_APICV_UPDATE, vcpu):
+            kvm_vcpu_update_apicv(vcpu)
+            yield "kvm_check_request(KVM_REQ_APICV_UPDATE): kvm_vcpu_update_apicv"
 
     # Event injection (and a nested VM-Exit it may cause) is not modelled.
     kvm_mmu_reload(vcpu)

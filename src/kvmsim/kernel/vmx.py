@@ -22,7 +22,9 @@ from .kvm import (
 from .kvm_host import (
     APIC_ACCESS_PAGE_PRIVATE_MEMSLOT,
     APIC_DEFAULT_PHYS_BASE,
+    APIC_HVA,
     EXITING_GUEST_MODE,
+    HVA_INDEX,
     PAGE_SHIFT,
     Vcpu,
 )
@@ -49,18 +51,25 @@ def secondary_exec_controls_get(vcpu: Vcpu) -> bool:
 
 def secondary_exec_controls_set(vcpu: Vcpu, virtualize_apic_accesses: bool) -> None:
     if virtualize_apic_accesses and not vcpu.virtualize_apic_accesses:
-        # Ghost for INV-CTL: from here, a reload and a current-root flush are owed,
-        # unless they were requested already.
-        owed = {KVM_REQ_APIC_PAGE_RELOAD, KVM_REQ_TLB_FLUSH_CURRENT}
-        if KVM_REQ_TLB_FLUSH in vcpu.requests:
-            owed.discard(KVM_REQ_TLB_FLUSH_CURRENT)
-        vcpu.ctl_owed = frozenset(owed - vcpu.requests)
+        # Ghost for INV-CTL: from here a current-root flush is owed, and a reload if the
+        # address is stale, until they are requested or done.
+        kvm = vcpu.kvm
+        assert kvm is not None and kvm.mm is not None
+        owed = {"flush"}
+        if vcpu.apic_access_addr != kvm.mm.pte[HVA_INDEX[APIC_HVA]]:
+            owed.add("reload")
+        if KVM_REQ_APIC_PAGE_RELOAD in vcpu.requests:
+            owed.discard("reload")
+        if vcpu.requests & {KVM_REQ_TLB_FLUSH, KVM_REQ_TLB_FLUSH_CURRENT}:
+            owed.discard("flush")
+        vcpu.ctl_owed = frozenset(owed)
     vcpu.virtualize_apic_accesses = virtualize_apic_accesses
 
 
 def vmcs_write_apic_access_addr(vcpu: Vcpu, pfn: int) -> None:
     """vmcs_write64(APIC_ACCESS_ADDR, pfn_to_hpa(pfn)) into vmcs01."""
     vcpu.apic_access_addr = pfn
+    vcpu.ctl_owed = vcpu.ctl_owed - {"reload"}  # ghost for INV-CTL
 
 
 def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Steps:
@@ -144,7 +153,7 @@ def vmx_vcpu_enter(vcpu: Vcpu) -> None:
         fail(
             "INV-CTL",
             f"{vcpu.name} entered with VIRTUALIZE_APIC_ACCESSES newly on and "
-            f"{', '.join(sorted(vcpu.ctl_owed))} never requested",
+            f"no {' and no '.join(sorted(vcpu.ctl_owed))} requested or done since",
         )
     vcpu.in_guest = True
     vcpu.kept_out = False

@@ -151,9 +151,13 @@ def register(variant: Variant) -> Variant:
     return variant
 
 
+_BUILTIN = ("v6_5", "v6_4", "v6_6", "history", "pinned", "proposals")
+
+
 def _load_builtin() -> None:
-    if not _REGISTRY:
-        from . import proposals, v6_4, v6_5, v6_6  # noqa: F401  (they register themselves)
+    """Import the built-in variant modules (each registers itself), in a stable order."""
+    for name in _BUILTIN:
+        importlib.import_module(f"{__name__}.{name}")
 
 
 def get_variant(name: str) -> Variant:

@@ -39,6 +39,7 @@ from ..kernel.kvm_host import (
 from ..kernel.mm import get_page
 from ..kernel.requests import (
     KVM_REQ_APIC_PAGE_RELOAD,
+    KVM_REQ_APICV_UPDATE,
     KVM_REQ_TLB_FLUSH,
     KVM_REQ_TLB_FLUSH_CURRENT,
     kvm_check_request,
@@ -54,7 +55,13 @@ from ..kernel.tdp_mmu import (
     note_ref,
 )
 from ..kernel.tlb import kvm_vcpu_flush_tlb_all, kvm_vcpu_flush_tlb_current, vmx_flush_tlb_current
-from ..kernel.vcpu import guest_run, kvm_vcpu_exit_request, local_irq_enable, vmx_handle_exit
+from ..kernel.vcpu import (
+    guest_run,
+    kvm_vcpu_exit_request,
+    kvm_vcpu_update_apicv,
+    local_irq_enable,
+    vmx_handle_exit,
+)
 from ..kernel.vmx import (
     is_guest_mode,
     secondary_exec_controls_get,
@@ -186,6 +193,9 @@ def vcpu_enter_guest(vcpu: Vcpu) -> Generator[str, None, int]:
                 note("bail")
                 yield "reload asked to bail: return 1 (goto out)"
                 return 1
+        if kvm_check_request(KVM_REQ_APICV_UPDATE, vcpu):
+            kvm_vcpu_update_apicv(vcpu)
+            yield "kvm_check_request(KVM_REQ_APICV_UPDATE): kvm_vcpu_update_apicv"
 
     kvm_mmu_reload(vcpu)
     vcpu.irqs_enabled = False
