@@ -139,8 +139,10 @@ def print_result(
     for prop, seen in sorted(result.sometimes.items()):
         if seen:
             console.print(Text(f"sometimes {prop!r}: witnessed", style="green"))
-        elif result.violations or not (result.exhaustive and not result.interrupted):
+        elif not (result.exhaustive and not result.interrupted):
             console.print(Text(f"sometimes {prop!r}: not witnessed (search incomplete)"))
+        else:
+            console.print(Text(f"sometimes {prop!r}: never reached in any explored state"))
     for note in result.notes:
         console.print(Text(f"note: {note}", style="dim"))
     console.print(Text(stats_line(result), style="dim"))
