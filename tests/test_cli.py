@@ -482,12 +482,12 @@ def test_ctrl_c_reports_what_was_found(
         assert err.strip() == "kvmsim: interrupted: incomplete"
 
 
-# -- study ------------------------------------------------------------------------------------
+# -- demo --all: the textbook models against their expected verdicts -----------------------
 
 
 def test_study_writes_markdown_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "study"
-    code, out, err = run(capsys, "study", "--out", str(out_dir))
+    code, out, err = run(capsys, "demo", "--all", "--out", str(out_dir))
     assert code == 0, out + err
     for name in DEMOS:
         assert name in out
@@ -507,7 +507,7 @@ def test_study_writes_markdown_and_json(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_study_json_on_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "study", "--out", str(tmp_path), "--json")
+    code, out, _ = run(capsys, "demo", "--all", "--out", str(tmp_path), "--json")
     assert code == 0
     assert json.loads(out)["models"][0]["model"] == "peterson"
 
@@ -522,7 +522,7 @@ def test_study_mismatch_exits_1(
         return [Entry(DEMOS["broken-lock"]), Entry(bad)]
 
     monkeypatch.setattr(study_module, "study_models", models)
-    code, out, _ = run(capsys, "study", "--out", str(tmp_path))
+    code, out, _ = run(capsys, "demo", "--all", "--out", str(tmp_path))
     assert code == 1
     assert "did not match the expected verdict: peterson" in out
     doc = json.loads((tmp_path / "study.json").read_text())
@@ -532,7 +532,7 @@ def test_study_mismatch_exits_1(
 def test_study_cannot_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    code, _, err = run(capsys, "study", "--out", str(blocker / "sub"))
+    code, _, err = run(capsys, "demo", "--all", "--out", str(blocker / "sub"))
     assert code == 2
     assert_one_line_error(err, "cannot create")
 

@@ -1,9 +1,9 @@
-"""``kvmsim study``: check a set of models, compare each verdict with its documented
+"""``kvmsim demo --all``: check a set of models, compare each verdict with its documented
 expectation, and write the summary as Markdown and JSON.
 
-Until the KVM model exists the study runs the textbook demos. ``study_models`` is the one
-function to replace: it returns the models (each with its ``expect``) and the search options
-to check each with.
+It runs the textbook demos: ``study_models`` returns the models (each with its ``expect``)
+and the search options to check each with. (``kvmsim study``, the KVM study, is
+``kvm_study``.)
 
 An expectation is ``holds`` (the search must be exhaustive and find nothing) or ``violates:
 PROPERTY`` optionally followed by a parenthesised note; if the note says ``N steps`` the
@@ -36,7 +36,7 @@ class Entry:
 
 
 def study_models() -> list[Entry]:
-    """The models the study checks. The KVM work replaces this with its variants."""
+    """The models ``demo --all`` checks: every textbook demo."""
     from .demos import DEMOS
 
     return [Entry(m) for m in DEMOS.values()]
@@ -188,10 +188,10 @@ def markdown(study: Study) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
     lines = [
-        "# kvmsim study",
+        "# kvmsim demos",
         "",
-        "Every model checked with its documented expected verdict "
-        "(`kvmsim study`; JSON beside this file: `study.json`).",
+        "Every textbook model checked with its documented expected verdict "
+        "(`kvmsim demo --all`; JSON beside this file: `study.json`).",
         "",
         "| " + " | ".join(SUMMARY_COLUMNS) + " |",
         "|" + "|".join("---" for _ in SUMMARY_COLUMNS) + "|",
