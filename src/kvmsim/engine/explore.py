@@ -2,8 +2,10 @@
 
 Breadth-first search stores every distinct state once and remembers only how it was first
 reached (parent, actor, choices), so the first violation found for a property is a shortest
-counterexample and is rebuilt by replay. Liveness (must-finish actors under weak fairness) is
-decided on the stored graph after an exhaustive search, as SCCs with a fair cycle.
+counterexample and is rebuilt by replay. Among the counterexamples of that shortest length
+the search then reports one with the fewest context switches (see ``_simplest``). Liveness
+(must-finish actors under weak fairness) is decided on the stored graph after an exhaustive
+search, as SCCs with a fair cycle.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import random
 import resource
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from .costs import CostGraph, CostRange
@@ -23,6 +27,13 @@ from .system import Outcome, State, System
 from .trace import Path, Trace, replay
 
 VALIDATE_STATES = 2000  # the first states are checked in full for mutable or stray values
+
+# A way to violate a property found by bfs: (state index, -1, (), message) for a violating
+# state (an invariant, a deadlock), (source state index, actor, choices, message) for a
+# violating step (an event property, an assertion, an error).
+Endpoint = tuple[int, int, tuple[int, ...], str]
+# bfs: where a step starts: (source state index, actor, choices, length of the path it ends)
+StepAt = tuple[int, int, tuple[int, ...], int]
 
 
 @dataclass
@@ -38,6 +49,9 @@ class Options:
     progress_interval: float = 0.25
     collect_terminal: bool = False  # fill Result.terminal (see there)
     costs: bool = False  # bfs: exact min/max of every cost over complete behaviours
+    # bfs: among the shortest counterexamples of a property, report one with the fewest
+    # context switches (changes of acting actor between consecutive steps)
+    simplest: bool = True
 
 
 @dataclass
@@ -177,59 +191,101 @@ class _Search:
         self.descriptions = {p.name: p.description for p in model.properties}
         self.costs: dict[str, CostRange] = {}
         self.terminal: dict[State, None] = {}  # an ordered set
+        # bfs: every way found to violate a property at its shortest length (see _simplest)
+        self.endpoints: dict[str, list[Endpoint]] = {}
+        self.expanded = 0  # bfs: states 0 .. expanded-1 have had all their successors explored
 
     # -- recording ----------------------------------------------------------------------
     def record(
-        self, prop: str, kind: str, message: str, path: Path, loop: int | None = None
+        self,
+        prop: str,
+        kind: str,
+        message: str,
+        path: Path,
+        loop: int | None = None,
+        at: Endpoint | None = None,
     ) -> None:
         if prop not in self.found:
             self.found[prop] = (kind, message, list(path), self.descriptions.get(prop, ""), loop)
+            if at is not None:
+                self.endpoints[prop] = [at]
+
+    def also(self, prop: str, length: int, at: Endpoint | None) -> None:
+        """Another violation of an already recorded prop, of length steps (bfs): kept when
+        it is as short as the recorded one, for _simplest to choose from."""
+        eps = self.endpoints.get(prop)
+        if at is not None and eps is not None and len(self.found[prop][2]) == length:
+            eps.append(at)
 
     def done(self) -> bool:
         return self.opt.stop_at_first and bool(self.found)
 
-    def on_new_state(self, state: State, path_fn: Callable[[], Path]) -> None:
+    def on_new_state(
+        self, state: State, path_fn: Callable[[], Path], at: tuple[int, int] | None = None
+    ) -> None:
+        """at (bfs): the state's (index, depth)."""
         sys = self.system
         if self.stats.states <= VALIDATE_STATES:
             sys.validate_state(state)
         for prop, _desc in sys.check_invariants(state):
+            message = f"invariant {prop!r} is false"
+            ep = None if at is None else (at[0], -1, (), message)
             if prop not in self.found:
-                self.record(prop, "invariant", f"invariant {prop!r} is false", path_fn())
+                self.record(prop, "invariant", message, path_fn(), at=ep)
+            elif at is not None:
+                self.also(prop, at[1], ep)
         if self.sometimes_pending:
             for prop in sys.check_sometimes(state, self.sometimes_pending):
                 self.sometimes_pending.discard(prop)
 
-    def on_step_failures(self, out: Outcome, path_fn: Callable[[], Path]) -> None:
+    def on_step_failures(
+        self, out: Outcome, path_fn: Callable[[], Path], at: StepAt | None = None
+    ) -> None:
         """Event properties a completed step reported with fail()."""
         for prop, message in out.failures:
+            ep = None if at is None else (at[0], at[1], at[2], message)
             if prop not in self.found:
-                self.record(prop, "property", message, path_fn())
+                self.record(prop, "property", message, path_fn(), at=ep)
+            elif at is not None:
+                self.also(prop, at[3], ep)
 
-    def on_outcome_failure(self, kind: str, message: str, path: Path, prop: str = "") -> None:
+    def on_outcome_failure(
+        self, kind: str, message: str, path: Path, prop: str = "", at: StepAt | None = None
+    ) -> None:
         if kind == "property":
-            self.record(prop, "property", message, path)
+            name = prop
         elif kind == "assertion":
-            self.record("assertion", "assertion", message, path)
+            name = "assertion"
         else:
-            self.record("model error", "error", message, path)
+            name, kind = "model error", "error"
+        ep = None if at is None else (at[0], at[1], at[2], message)
+        if name not in self.found:
+            self.record(name, kind, message, path, at=ep)
+        elif at is not None:
+            self.also(name, at[3], ep)
 
-    def on_stuck(self, state: State, path_fn: Callable[[], Path]) -> None:
+    def on_stuck(
+        self, state: State, path_fn: Callable[[], Path], at: tuple[int, int] | None = None
+    ) -> None:
         """No actor can take a step in state: a final state, or a deadlock."""
         sys = self.system
         if self.opt.collect_terminal:
             self.terminal[state] = None
-        if not self.model.deadlock or "deadlock" in self.found:
+        if not self.model.deadlock:
+            return
+        if "deadlock" in self.found and (at is None or "deadlock" not in self.endpoints):
             return
         names = sys.names()
         stuck = sys.unfinished(state)
         if stuck:
-            self.record(
-                "deadlock",
-                "deadlock",
-                "no actor can move; waiting: "
-                + ", ".join(f"{n} at {sys.location(state, names.index(n))}" for n in stuck),
-                path_fn(),
+            message = "no actor can move; waiting: " + ", ".join(
+                f"{n} at {sys.location(state, names.index(n))}" for n in stuck
             )
+            ep = None if at is None else (at[0], -1, (), message)
+            if "deadlock" not in self.found:
+                self.record("deadlock", "deadlock", message, path_fn(), at=ep)
+            elif at is not None:
+                self.also("deadlock", at[1], ep)
 
     def unhashable(self, state: State) -> None:
         """A new state could not be hashed: raise the ModelError that says which value."""
@@ -373,8 +429,9 @@ def _bfs(s: _Search) -> None:
                 s.exhaustive = False
                 s.bound = f"depth {opt.max_depth}"
             else:
-                s.on_stuck(state, lambda i=idx: g.path_to(i))  # type: ignore[misc]
+                s.on_stuck(state, lambda i=idx: g.path_to(i), (idx, d))  # type: ignore[misc]
             continue
+        s.expanded = idx + 1
         mask = 0
         base: dict[str, int] = {}
         if state_cost is not None:
@@ -387,11 +444,19 @@ def _bfs(s: _Search) -> None:
             s.stats.transitions += 1
             if out.kind != "ok":
                 s.on_outcome_failure(
-                    out.kind, out.message, g.path_to(idx) + [(actor, script)], out.prop
+                    out.kind,
+                    out.message,
+                    g.path_to(idx) + [(actor, script)],
+                    out.prop,
+                    (idx, actor, script, d + 1),
                 )
                 continue
             if out.failures:
-                s.on_step_failures(out, lambda a=actor, c=script: g.path_to(idx) + [(a, c)])  # type: ignore[misc]
+                s.on_step_failures(
+                    out,
+                    lambda a=actor, c=script: g.path_to(idx) + [(a, c)],  # type: ignore[misc]
+                    (idx, actor, script, d + 1),
+                )
             child = out.state
             assert child is not None
             try:
@@ -406,7 +471,7 @@ def _bfs(s: _Search) -> None:
                     continue
                 cidx = g.add(child, idx, (actor, script))
                 s.stats.states += 1
-                s.on_new_state(child, lambda c=cidx: g.path_to(c))  # type: ignore[misc]
+                s.on_new_state(child, lambda c=cidx: g.path_to(c), (cidx, d + 1))  # type: ignore[misc]
                 queue.append((child, cidx))
             if g.keep_graph:
                 g.edges[idx].append((cidx, actor, script))
@@ -415,16 +480,134 @@ def _bfs(s: _Search) -> None:
         if g.keep_graph:
             g.enabled[idx] = mask
         if not mask:
-            s.on_stuck(state, lambda i=idx: g.path_to(i))  # type: ignore[misc]
+            s.on_stuck(state, lambda i=idx: g.path_to(i), (idx, d))  # type: ignore[misc]
             if not sys.unfinished(state):
                 g.final.add(idx)
         s.tick(d, len(queue))
     if queue:
         s.exhaustive = False
         s.bound = s.bound or "stopped at first violation"
+    if opt.simplest:
+        _simplest(s, g)
     _check_progress(s, g, must_finish)
     if opt.costs:
         _compute_costs(s, g)
+
+
+def switches(path: Path) -> int:
+    """Context switches of a path: consecutive steps taken by different actors."""
+    return sum(1 for (a, _), (b, _) in zip(path, path[1:]) if a != b)
+
+
+def _lowest(mask: int) -> int:
+    return (mask & -mask).bit_length() - 1
+
+
+def _simplest(s: _Search, g: _Graph) -> None:
+    """Replace each bfs counterexample by one of the same length with the fewest context
+    switches, among every violation of the same property at that length the search saw.
+
+    A shortest counterexample of length d climbs the breadth-first layers one step at a time
+    (its i-th state was first found at depth i, or a shorter counterexample would exist), so
+    it only uses transitions from a state of depth k to one of depth k + 1. A dynamic program
+    over those transitions, layer by layer below d, gives every state the fewest switches of
+    a path of its depth to it, with the set of actors that can take the last step of such a
+    path: that is enough, since a step by actor a from state p then costs fewest(p) if a is in
+    p's set and fewest(p) + 1 otherwise. The transitions come from the stored graph when the
+    search kept it, else the states below d are expanded again (no state is added and the
+    statistics are untouched). A counterexample that is already optimal is kept as found.
+    With stop_at_first only the violations found before the search stopped compete.
+    """
+    todo = {
+        prop: eps
+        for prop, eps in s.endpoints.items()
+        if s.found[prop][4] is None and switches(s.found[prop][2]) > 0
+    }
+    if not todo:
+        return
+    depth = g.depth
+    # The deepest layer whose values are needed: a violating state's own, or the layer
+    # below a violating step.
+    top = 0
+    for prop, eps in todo.items():
+        length = len(s.found[prop][2])
+        top = max(top, length if any(ep[1] < 0 for ep in eps) else length - 1)
+    below = bisect_left(depth, top)  # states 0 .. below-1 lie in the layers under top
+    upto = bisect_left(depth, top + 1)
+    many = 1 << 62
+    fewest = [many] * upto
+    last = [0] * upto
+    fewest[0], last[0] = 0, -1  # the first step switches from nobody: any actor is free
+    ups: list[list[tuple[int, int, tuple[int, ...]]]] = []
+    keys: list[State] | None = None
+
+    def via(p: int, a: int) -> int:
+        """The fewest switches of a path through p whose next step is actor a's."""
+        return fewest[p] if (last[p] >> a) & 1 else fewest[p] + 1
+
+    sys = s.system
+    for idx in range(below):
+        k1 = depth[idx] + 1
+        if g.keep_graph and idx < s.expanded:
+            edges = [(c, a, sc) for c, a, sc in g.edges[idx] if depth[c] == k1]
+        else:
+            if keys is None:
+                keys = list(islice(g.index, below))
+            edges = []
+            for a, sc, out in sys.successors(keys[idx]):
+                if out.kind == "ok" and out.state is not None:
+                    c = g.index.get(out.state)
+                    if c is not None and depth[c] == k1:
+                        edges.append((c, a, sc))
+        ups.append(edges)
+        for c, a, _sc in edges:
+            cost = via(idx, a)
+            if cost < fewest[c]:
+                fewest[c], last[c] = cost, 1 << a
+            elif cost == fewest[c]:
+                last[c] |= 1 << a
+
+    def into(e: int, a: int) -> Path:
+        """A path of depth[e] steps to e with fewest[e] switches whose last step is a's."""
+        out: Path = []
+        while e != 0:
+            start, end = bisect_left(depth, depth[e] - 1), bisect_left(depth, depth[e])
+            need = fewest[e]
+            step = next(
+                (p, sc)
+                for p in range(start, end)
+                for c, b, sc in ups[p]
+                if c == e and b == a and via(p, a) == need
+            )
+            out.append((a, step[1]))
+            e = step[0]
+            if not (last[e] >> a) & 1:
+                a = _lowest(last[e])
+        out.reverse()
+        return out
+
+    chosen: dict[str, tuple[str, Path]] = {}
+    for prop, eps in todo.items():
+        best: tuple[int, Endpoint] | None = None
+        for ep in eps:
+            idx, actor, _sc, _msg = ep
+            cost = fewest[idx] if actor < 0 else via(idx, actor)
+            if best is None or cost < best[0]:
+                best = (cost, ep)
+        assert best is not None
+        cost, (idx, actor, script, message) = best
+        if cost >= switches(s.found[prop][2]):
+            continue
+        if actor < 0:
+            path = into(idx, _lowest(last[idx]))
+        else:
+            a = actor if (last[idx] >> actor) & 1 else _lowest(last[idx])
+            path = into(idx, a) + [(actor, script)]
+        assert len(path) == len(s.found[prop][2]) and switches(path) == cost
+        chosen[prop] = (message, path)
+    for prop, (message, path) in chosen.items():
+        kind, _message, _path, desc, loop = s.found[prop]
+        s.found[prop] = (kind, message, path, desc, loop)
 
 
 def _edge_cost(base: dict[str, int], events: tuple[str, ...]) -> dict[str, int] | None:
