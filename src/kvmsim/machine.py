@@ -16,7 +16,6 @@ from .kernel.kvm_host import (
     Mm,
     Pcpu,
     Vcpu,
-    spte_index,
 )
 from .scenarios import Scenario
 from .variants import Variant
@@ -46,12 +45,8 @@ def build_machine(scenario: Scenario) -> Machine:
     """A VM that has been running: vmcs01 holds page 0, L1's root maps both gfns, and each
     CPU's TLB caches both translations (so stale entries must really be flushed)."""
     mm = initial_mm(scenario)
-    spte: list[int | None] = [None] * len(Kvm._defaults["spte"])
-    spte[spte_index(ROOT_L1, APIC_GFN)] = 0
-    spte[spte_index(ROOT_L1, RAM_GFN)] = 1
-    kvm = Kvm(
-        mm=mm, spte=tuple(spte), smm_enabled=scenario.smm, gup_fail_budget=scenario.gup_failures
-    )
+    spte = frozenset({(ROOT_L1, APIC_GFN, 0), (ROOT_L1, RAM_GFN, 1)})
+    kvm = Kvm(mm=mm, spte=spte, smm_enabled=scenario.smm, gup_fail_budget=scenario.gup_failures)
     # One spare CPU when vCPU threads may be moved; it too caches the old translations
     # (the vCPU ran there before), so moving onto it must flush.
     spare = 1 if scenario.preemptions else 0

@@ -30,12 +30,14 @@ from kvmsim.kernel.kvm_host import (
     Vcpu,
 )
 from kvmsim.kernel.requests import send_ipi
-from kvmsim.kernel.tdp_mmu import drop_ref, note_ref
-from kvmsim.kernel.tlb import vmx_flush_tlb_current
+from kvmsim.kernel.tdp_mmu import root_for_role
+from kvmsim.kernel.tlb import kvm_service_local_tlb_flush_requests, vmx_flush_tlb_current
 from kvmsim.kernel.vmx import (
     is_guest_mode,
     secondary_exec_controls_get,
+    secondary_exec_controls_set,
     vmcs_write_apic_access_addr,
+    vmx_set_virtual_apic_mode,
 )
 from kvmsim.variants import Variant
 
@@ -63,7 +65,6 @@ def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Steps:
     pfn = yield from gfn_to_pfn_memslot(kvm, slot, gfn)
     if pfn is None:
         return
-    note_ref(vcpu, pfn)
     read_lock(kvm)
     # (mutation: no mmu_invalidate_retry_hva() check)
     vmcs_write_apic_access_addr(vcpu, pfn)
@@ -71,7 +72,6 @@ def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Steps:
     vmx_flush_tlb_current(vcpu)
     yield f"vmcs_write64(APIC_ACCESS_ADDR, {pfn}); read_unlock; vmx_flush_tlb_current"
     kvm_release_pfn_clean(kvm, pfn)
-    drop_ref(vcpu, pfn)
     yield f"kvm_release_pfn_clean({pfn})"
 
 
@@ -124,8 +124,6 @@ def kvm_kick_many_cpus(mask: tuple[Vcpu, ...], wait: bool) -> Steps:
     # (mutation: no waiting for the acknowledgements)
 
 
-MUTANTS = (no_retry, no_remote_flush, no_late_check, no_wait)
-
 __all__ = [
     "EXITING_GUEST_MODE",
     "IN_GUEST_MODE",
@@ -134,3 +132,62 @@ __all__ = [
     "MUTANTS",
     "await_",
 ]
+
+
+no_release = Variant(
+    "mutant-no-release", base="v6.5", description="the reload never drops its page reference"
+)
+
+
+def leak_pfn(kvm: Kvm, pfn: int) -> None:
+    pass  # (mutation: the reference taken by gfn_to_pfn_memslot is leaked)
+
+
+no_release.set("kvm_release_pfn_clean", leak_pfn)
+
+
+no_nested_rerequest = Variant(
+    "mutant-no-nested-rerequest",
+    base="v6.5",
+    description="nested VM-Exit forgets the reload deferred while L2 ran",
+)
+
+
+@no_nested_rerequest.override
+def nested_vmx_vmexit(vcpu: Vcpu) -> None:
+    kvm_service_local_tlb_flush_requests(vcpu)
+    vcpu.guest_mode = False
+    if vcpu.change_vmcs01_virtual_apic_mode:
+        vcpu.change_vmcs01_virtual_apic_mode = False
+        vmx_set_virtual_apic_mode(vcpu)
+    vcpu.reload_vmcs01_apic_access_page = False  # (mutation: no KVM_REQ_APIC_PAGE_RELOAD)
+    vcpu.root = root_for_role(vcpu)
+
+
+no_ctl_requests = Variant(
+    "mutant-no-ctl-requests",
+    base="v6.5",
+    description="switching to xAPIC turns the control on without a reload or a flush",
+)
+
+
+def set_virtual_apic_mode_silently(vcpu: Vcpu) -> None:
+    if vcpu.guest_mode:
+        vcpu.change_vmcs01_virtual_apic_mode = True
+        return
+    # (mutation: no KVM_REQ_APIC_PAGE_RELOAD, no KVM_REQ_TLB_FLUSH_CURRENT)
+    secondary_exec_controls_set(vcpu, vcpu.apic_mode == "xapic")
+
+
+no_ctl_requests.set("vmx_set_virtual_apic_mode", set_virtual_apic_mode_silently)
+
+
+MUTANTS = (
+    no_retry,
+    no_remote_flush,
+    no_late_check,
+    no_wait,
+    no_release,
+    no_nested_rerequest,
+    no_ctl_requests,
+)

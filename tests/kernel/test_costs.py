@@ -17,15 +17,126 @@ from kvmsim.variants import get_variant
 Figures = dict[str, tuple[int, int | None]]
 
 EXPECTED: dict[tuple[str, str], Figures] = {
-    ("v6.4", "migrate"): {"bail": (0, 2), "fault_retry": (0, None), "flush_all": (0, 1), "flush_current": (0, 1), "ipi": (0, 2), "migrate_fail": (0, 1), "out_of_guest_steps": (0, 35), "pass": (1, None), "reload_request": (0, 1), "remote_tlb_flush": (1, 1), "vm_enter": (1, None)},  # noqa: E501
-    ("v6.4", "zap-anon"): {"bail": (0, 3), "fault_retry": (0, None), "flush_all": (0, 1), "flush_current": (0, 2), "ipi": (0, 3), "out_of_guest_steps": (0, 50), "pass": (1, None), "reload_request": (0, 2), "remote_tlb_flush": (1, 1), "vm_enter": (1, None)},  # noqa: E501
-    ("v6.4", "x2apic-switch"): {"bail": (0, 2), "fault_retry": (0, None), "flush_all": (0, 1), "flush_current": (1, 3), "ipi": (0, 2), "migrate_fail": (0, 1), "out_of_guest_steps": (0, 39), "pass": (4, None), "reload_request": (1, 2), "remote_tlb_flush": (1, 1), "vm_enter": (4, None)},  # noqa: E501
-    ("v6.5", "migrate"): {"bail": (0, None), "flush_all": (0, 1), "flush_current": (0, 2), "ipi": (0, 1), "migrate_fail": (0, 1), "out_of_guest_steps": (0, None), "pass": (1, None), "reload_attempt": (0, None), "reload_request": (0, None), "reload_retry": (0, None), "remote_tlb_flush": (1, 1), "vm_enter": (1, 3)},  # noqa: E501
-    ("v6.5", "zap-anon"): {"bail": (0, None), "flush_all": (0, 1), "flush_current": (0, 2), "ipi": (0, 1), "out_of_guest_steps": (0, None), "pass": (1, None), "reload_attempt": (0, None), "reload_request": (0, None), "reload_retry": (0, None), "remote_tlb_flush": (1, 1), "vm_enter": (1, 3)},  # noqa: E501
-    ("v6.5", "x2apic-switch"): {"bail": (0, None), "fault_retry": (0, 1), "flush_all": (0, 1), "flush_current": (1, 4), "ipi": (0, 3), "migrate_fail": (0, 1), "out_of_guest_steps": (0, None), "pass": (4, None), "reload_attempt": (1, None), "reload_request": (1, None), "reload_retry": (0, None), "remote_tlb_flush": (1, 1), "vm_enter": (4, 8)},  # noqa: E501
-    ("v6.6", "migrate"): {"bail": (0, None), "flush_all": (0, 1), "ipi": (0, 1), "migrate_fail": (0, 1), "out_of_guest_steps": (0, None), "pass": (1, None), "reload_attempt": (0, None), "reload_request": (0, None), "reload_retry": (0, None), "remote_tlb_flush": (1, 1), "vm_enter": (1, 3)},  # noqa: E501
-    ("v6.6", "zap-anon"): {"bail": (0, None), "flush_all": (0, 1), "ipi": (0, 1), "out_of_guest_steps": (0, None), "pass": (1, None), "reload_attempt": (0, None), "reload_request": (0, None), "reload_retry": (0, None), "remote_tlb_flush": (1, 1), "vm_enter": (1, 3)},  # noqa: E501
-    ("v6.6", "x2apic-switch"): {"bail": (0, None), "fault_retry": (0, 1), "flush_all": (0, 1), "flush_current": (0, 1), "ipi": (0, 3), "migrate_fail": (0, 1), "out_of_guest_steps": (0, None), "pass": (4, None), "reload_attempt": (1, None), "reload_request": (1, None), "reload_retry": (0, None), "remote_tlb_flush": (1, 1), "vm_enter": (4, 8)},  # noqa: E501
+    ("v6.4", "migrate"): {
+        "bail": (0, 2),
+        "fault_retry": (0, None),
+        "flush_all": (0, 1),
+        "flush_current": (0, 1),
+        "ipi": (0, 2),
+        "migrate_fail": (0, 1),
+        "out_of_guest_steps": (0, 35),
+        "pass": (1, None),
+        "reload_request": (0, 1),
+        "remote_tlb_flush": (1, 1),
+        "vm_enter": (1, None),
+    },  # noqa: E501
+    ("v6.4", "zap-anon"): {
+        "bail": (0, 3),
+        "fault_retry": (0, None),
+        "flush_all": (0, 1),
+        "flush_current": (0, 2),
+        "ipi": (0, 3),
+        "out_of_guest_steps": (0, 50),
+        "pass": (1, None),
+        "reload_request": (0, 2),
+        "remote_tlb_flush": (1, 1),
+        "vm_enter": (1, None),
+    },  # noqa: E501
+    ("v6.4", "x2apic-switch"): {
+        "bail": (0, 2),
+        "fault_retry": (0, None),
+        "flush_all": (0, 1),
+        "flush_current": (1, 3),
+        "ipi": (0, 2),
+        "migrate_fail": (0, 1),
+        "out_of_guest_steps": (0, 39),
+        "pass": (4, None),
+        "reload_request": (1, 2),
+        "remote_tlb_flush": (1, 1),
+        "vm_enter": (4, None),
+    },  # noqa: E501
+    ("v6.5", "migrate"): {
+        "bail": (0, None),
+        "flush_all": (0, 1),
+        "flush_current": (0, 2),
+        "ipi": (0, 1),
+        "migrate_fail": (0, 1),
+        "out_of_guest_steps": (0, None),
+        "pass": (1, None),
+        "reload_attempt": (0, None),
+        "reload_request": (0, None),
+        "reload_retry": (0, None),
+        "remote_tlb_flush": (1, 1),
+        "vm_enter": (1, 3),
+    },  # noqa: E501
+    ("v6.5", "zap-anon"): {
+        "bail": (0, None),
+        "flush_all": (0, 1),
+        "flush_current": (0, 2),
+        "ipi": (0, 1),
+        "out_of_guest_steps": (0, None),
+        "pass": (1, None),
+        "reload_attempt": (0, None),
+        "reload_request": (0, None),
+        "reload_retry": (0, None),
+        "remote_tlb_flush": (1, 1),
+        "vm_enter": (1, 3),
+    },  # noqa: E501
+    ("v6.5", "x2apic-switch"): {
+        "bail": (0, None),
+        "fault_retry": (0, 1),
+        "flush_all": (0, 1),
+        "flush_current": (1, 4),
+        "ipi": (0, 3),
+        "migrate_fail": (0, 1),
+        "out_of_guest_steps": (0, None),
+        "pass": (4, None),
+        "reload_attempt": (1, None),
+        "reload_request": (1, None),
+        "reload_retry": (0, None),
+        "remote_tlb_flush": (1, 1),
+        "vm_enter": (4, 8),
+    },  # noqa: E501
+    ("v6.6", "migrate"): {
+        "bail": (0, None),
+        "flush_all": (0, 1),
+        "ipi": (0, 1),
+        "migrate_fail": (0, 1),
+        "out_of_guest_steps": (0, None),
+        "pass": (1, None),
+        "reload_attempt": (0, None),
+        "reload_request": (0, None),
+        "reload_retry": (0, None),
+        "remote_tlb_flush": (1, 1),
+        "vm_enter": (1, 3),
+    },  # noqa: E501
+    ("v6.6", "zap-anon"): {
+        "bail": (0, None),
+        "flush_all": (0, 1),
+        "ipi": (0, 1),
+        "out_of_guest_steps": (0, None),
+        "pass": (1, None),
+        "reload_attempt": (0, None),
+        "reload_request": (0, None),
+        "reload_retry": (0, None),
+        "remote_tlb_flush": (1, 1),
+        "vm_enter": (1, 3),
+    },  # noqa: E501
+    ("v6.6", "x2apic-switch"): {
+        "bail": (0, None),
+        "fault_retry": (0, 1),
+        "flush_all": (0, 1),
+        "flush_current": (0, 1),
+        "ipi": (0, 3),
+        "migrate_fail": (0, 1),
+        "out_of_guest_steps": (0, None),
+        "pass": (4, None),
+        "reload_attempt": (1, None),
+        "reload_request": (1, None),
+        "reload_retry": (0, None),
+        "remote_tlb_flush": (1, 1),
+        "vm_enter": (4, 8),
+    },  # noqa: E501
 }
 
 

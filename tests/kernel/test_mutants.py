@@ -4,9 +4,17 @@ must give a shortest counterexample for the property that mechanism protects."""
 from __future__ import annotations
 
 import pytest
-from mutants import no_late_check, no_remote_flush, no_retry, no_wait
+from mutants import (
+    no_ctl_requests,
+    no_late_check,
+    no_nested_rerequest,
+    no_release,
+    no_remote_flush,
+    no_retry,
+    no_wait,
+)
 
-from kvmsim.engine import check
+from kvmsim.engine import Options, check
 from kvmsim.machine import build_model
 from kvmsim.scenarios import get_scenario
 from kvmsim.variants import Variant
@@ -50,3 +58,26 @@ def test_mutant_without_retry_maps_a_stale_page() -> None:
     final = trace.final
     assert final["vcpu0.in_guest"] is True
     assert final["vcpu0.apic_access_addr"] != final["mm.pte"][0]
+
+
+# Mutants for the remaining event properties. A leaked reference grows the refcount forever,
+# so the state space is infinite: these stop at the first (shortest) counterexample.
+FIRST_CASES: list[tuple[Variant, str, str, int]] = [
+    (no_release, "migrate", "INV-REF", 23),
+    (no_nested_rerequest, "nested", "INV-NESTED", 30),
+    (no_ctl_requests, "x2apic-switch", "INV-CTL", 25),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutant", "scenario", "prop", "length"),
+    FIRST_CASES,
+    ids=[f"{m.name}-{s}" for m, s, _, _ in FIRST_CASES],
+)
+def test_mutant_breaks_event_property(
+    mutant: Variant, scenario: str, prop: str, length: int
+) -> None:
+    result = check(build_model(mutant, get_scenario(scenario)), Options(stop_at_first=True))
+    assert result.violated() == [prop]
+    trace = result.violation(prop).trace
+    assert trace is not None and len(trace) == length

@@ -16,7 +16,7 @@ from kvmsim.variants import get_variant
 # (variant, scenario): (distinct states, transitions)
 EXPECTED: dict[tuple[str, str], tuple[int, int]] = {
     ("v6.5", "migrate"): (2471, 4235),
-    ("v6.5", "two-vcpus-migrate"): (293066, 760558),
+    ("v6.5", "two-vcpus-migrate"): (302896, 786241),
     ("v6.5", "zap"): (4049, 7593),
     ("v6.5", "zap-anon"): (4073, 7637),
     ("v6.5", "swap"): (3545, 6299),
@@ -27,7 +27,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, int]] = {
     ("v6.5", "nested"): (5424, 9632),
     ("v6.5", "smm"): (6982, 12003),
     ("v6.4", "migrate"): (1339, 2312),
-    ("v6.4", "two-vcpus-migrate"): (77293, 199685),
+    ("v6.4", "two-vcpus-migrate"): (78273, 202257),
     ("v6.4", "zap"): (5721, 10624),
     ("v6.4", "zap-anon"): (6061, 11243),
     ("v6.4", "swap"): (2324, 4195),

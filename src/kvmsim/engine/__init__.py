@@ -8,7 +8,7 @@ returns a ``Result`` with statistics and the shortest counterexample per violate
 from .compiler import CompileError
 from .explore import Options, Progress, Result, Stats, Violation, check
 from .model import Model, Setup
-from .runtime import await_, choose, fail, maybe, note
+from .runtime import await_, choose, current_actor, fail, maybe, note
 from .system import System
 from .trace import Trace, TraceStep, replay
 from .world import ModelError, Struct
@@ -30,6 +30,7 @@ __all__ = [
     "await_",
     "check",
     "choose",
+    "current_actor",
     "fail",
     "maybe",
     "note",

@@ -37,7 +37,7 @@ class PropertyFailure(Exception):
 class _Script:
     """The choices a step takes, fixed by the explorer before it runs the step."""
 
-    __slots__ = ("choices", "pos", "made", "events", "failures")
+    __slots__ = ("choices", "pos", "made", "events", "failures", "actor")
 
     def __init__(self) -> None:
         self.choices: tuple[int, ...] = ()
@@ -45,6 +45,7 @@ class _Script:
         self.made: list[str] = []
         self.events: list[str] = []
         self.failures: list[tuple[str, str]] = []
+        self.actor = ""
 
     def reset(self, choices: tuple[int, ...]) -> None:
         self.choices = choices
@@ -96,6 +97,11 @@ def fail(prop: str, message: str) -> None:
     """
     if all(p != prop for p, _ in SCRIPT.failures):
         SCRIPT.failures.append((prop, message))
+
+
+def current_actor() -> str:
+    """The name of the actor taking the current step (for ghost bookkeeping in models)."""
+    return SCRIPT.actor
 
 
 def note(event: str) -> None:

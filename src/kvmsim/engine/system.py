@@ -112,6 +112,7 @@ class System:
         self.world.load(state[0])
         frames: list[list[Any]] = [[f, pc, list(values)] for f, pc, values in frames_in]
         SCRIPT.reset(choices)
+        SCRIPT.actor = self.actors[actor].name
         programs = self._programs
         sent: Any = None
         budget = STEP_BUDGET

@@ -66,6 +66,7 @@ class Mm(Struct):
     page_locked: tuple[bool, ...] = (False,) * NR_PAGES  # folio lock (held by migration)
     pinned: tuple[bool, ...] = (False,) * NR_PAGES  # long-term pin (FOLL_LONGTERM / kept ref)
     inflight: tuple[tuple[int, int], ...] = ()  # ghost: notifier ranges between start and end
+    gup_refs: tuple[tuple[str, int], ...] = ()  # ghost: (thread, page) references from GUP
     kvm: Kvm | None = None  # the one MMU-notifier subscriber
 
 
@@ -82,7 +83,7 @@ class Kvm(Struct):
     mn_active_invalidate_count: int = 0
     apic_slot_invalid: bool = False  # KVM_MEMSLOT_INVALID on the private APIC slot
     apicv_active: bool = True  # kvm_apicv_activated(): no VM-wide APICv inhibit
-    spte: tuple[int | None, ...] = (None,) * (len(ROOTS) * len(GFNS))
+    spte: frozenset[tuple[str, int, int]] = frozenset()  # present leaf SPTEs: (root, gfn, pfn)
     flexpriority_enabled: bool = True
     smm_enabled: bool = True  # the VM has the SMM address space (KVM_ADDRESS_SPACE_NUM = 2)
     gup_fail_budget: int = 0  # environment knob: how many GUPs may still fail (-ENOMEM)
@@ -119,7 +120,6 @@ class Vcpu(Struct):
     program: tuple[str, ...] = ()  # the guest's script (see guest.py)
     guest_pc: int = 0
     exit_reason: str | None = None
-    held_refs: tuple[int, ...] = ()  # ghost: page references taken and not yet released
     reload_owed: bool = False  # ghost: a reload was consumed in L2, vmcs01 not yet updated
     kept_out: bool = False  # ghost: asked by an invalidation to leave, not yet back in the guest
     exited: bool = False  # ghost: KVM_RUN has returned for good
@@ -145,17 +145,17 @@ class Machine(Struct):
     mm: Mm | None = None
 
 
-def spte_index(root: str, gfn: int) -> int:
-    return ROOTS.index(root) * len(GFNS) + GFNS.index(gfn)
-
-
 def spte_get(kvm: Kvm, root: str, gfn: int) -> int | None:
-    return kvm.spte[spte_index(root, gfn)]
+    for r, g, pfn in kvm.spte:
+        if r == root and g == gfn:
+            return pfn
+    return None
 
 
 def spte_set(kvm: Kvm, root: str, gfn: int, pfn: int | None) -> None:
-    i = spte_index(root, gfn)
-    kvm.spte = kvm.spte[:i] + (pfn,) + kvm.spte[i + 1 :]
+    """Install (pfn) or zap (None) the leaf SPTE for gfn in root."""
+    kept = frozenset(e for e in kvm.spte if not (e[0] == root and e[1] == gfn))
+    kvm.spte = kept if pfn is None else kept | {(root, gfn, pfn)}
 
 
 def replace(values: tuple[Any, ...], index: int, value: Any) -> tuple[Any, ...]:

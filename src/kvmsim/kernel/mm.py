@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from ..engine import await_, choose, fail
+from ..engine import await_, choose, current_actor, fail
 from .kvm_host import APIC_HVA, HVA_INDEX, MIGRATION, NR_PAGES, Kvm, Mm, Pte, replace
 
 Steps = Generator[str, None, None]
@@ -51,6 +51,11 @@ def put_page(mm: Mm, pfn: int) -> None:
     """Drop a reference; the last one frees the page."""
     if mm.page_ref[pfn] <= 0:
         fail("INV-REF", f"put_page on page {pfn} whose reference count is already 0")
+    held = (current_actor(), pfn)
+    if held in mm.gup_refs:  # ghost: this thread drops a reference its GUP took
+        refs = list(mm.gup_refs)
+        refs.remove(held)
+        mm.gup_refs = tuple(refs)
     ref = mm.page_ref[pfn] - 1
     mm.page_ref = replace(mm.page_ref, pfn, ref)
     if ref == 0:
@@ -81,9 +86,12 @@ def check_nothing_translates_to(kvm: Kvm, pfn: int) -> None:
                     f"(EPTP {root}) and {vcpu.name} "
                     + ("runs guest code" if vcpu.in_guest else "has no TLB flush pending"),
                 )
-    for i, mapped in enumerate(kvm.spte):
+    for root, gfn, mapped in kvm.spte:
         if mapped == pfn:
-            fail("LIVE-FLUSH", f"page {pfn} was freed while an SPTE (#{i}) still maps it")
+            fail(
+                "LIVE-FLUSH",
+                f"page {pfn} was freed while the SPTE for gfn {gfn:#x} in root {root} maps it",
+            )
 
 
 # -- GUP --------------------------------------------------------------------------------
@@ -114,6 +122,7 @@ def hva_to_pfn(mm: Mm, hva: int) -> Generator[str, None, int | None]:
             yield "hva_to_pfn: pte_none, handle_mm_fault() maps the page"
             continue
         get_page(mm, pte)
+        mm.gup_refs = mm.gup_refs + ((current_actor(), pte),)  # ghost for INV-REF
         yield f"hva_to_pfn: get_page({pte})"
         return int(pte)
 
@@ -137,3 +146,8 @@ def handle_mm_fault(mm: Mm, hva: int) -> None:
 def expected_refs(mm: Mm) -> int:
     """References a mapped-out page has with no outside user: the page cache's (shmem)."""
     return 1 if mm.shmem else 0
+
+
+def refs_held_by(mm: Mm, thread: str) -> tuple[int, ...]:
+    """Ghost for INV-REF: the pages on which thread holds a GUP reference."""
+    return tuple(pfn for who, pfn in mm.gup_refs if who == thread)

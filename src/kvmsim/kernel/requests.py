@@ -118,7 +118,7 @@ def kvm_make_all_cpus_request(kvm: Kvm, req: str) -> Steps:
         mask = kvm_make_vcpu_request(vcpu, req, mask)
         if kvm.mn_active_invalidate_count and not vcpu.exited:
             vcpu.kept_out = True  # ghost, for the "kept out of the guest" cost
-        yield f"{req} -> {vcpu.name}" + (" (IPI)" if mask and mask[-1] is vcpu else "")
+        yield f"{req} -> {vcpu.name}" + (" (needs an IPI)" if mask and mask[-1] is vcpu else "")
     wait = KVM_REQUEST_WAIT in REQUEST_FLAGS.get(req, frozenset())
     yield from kvm_kick_many_cpus(mask, wait)
     if wait:

@@ -147,7 +147,6 @@ def kvm_tdp_mmu_page_fault(vcpu: Vcpu, gfn: int) -> Generator[str, None, str]:
     pfn = yield from gfn_to_pfn_memslot(kvm, slot, gfn)
     if pfn is None:
         return RET_PF_RETRY  # transient GUP failure: the access faults again
-    note_ref(vcpu, pfn)
     hva = gfn_to_hva_memslot(slot, gfn)
     root = vcpu.root
     assert root is not None
@@ -162,23 +161,9 @@ def kvm_tdp_mmu_page_fault(vcpu: Vcpu, gfn: int) -> Generator[str, None, str]:
     outcome = "stale: retry" if ret == RET_PF_RETRY else f"install SPTE -> {pfn}"
     yield f"read_lock(mmu_lock); {outcome}"
     kvm_release_pfn_clean(kvm, pfn)
-    drop_ref(vcpu, pfn)
     yield f"kvm_release_pfn_clean({pfn})"
     return ret
 
 
 def is_page_fault_stale(kvm: Kvm, mmu_seq: int, hva: int) -> bool:
     return mmu_invalidate_retry_hva(kvm, mmu_seq, hva)
-
-
-def note_ref(vcpu: Vcpu, pfn: int | None) -> None:
-    """Ghost bookkeeping for INV-REF: the vCPU now holds a reference on pfn."""
-    if pfn is not None:
-        vcpu.held_refs = vcpu.held_refs + (pfn,)
-
-
-def drop_ref(vcpu: Vcpu, pfn: int) -> None:
-    refs = list(vcpu.held_refs)
-    if pfn in refs:
-        refs.remove(pfn)
-    vcpu.held_refs = tuple(refs)

@@ -19,6 +19,7 @@ from ..engine import choose, fail, note
 from .guest import faulting_gfn, guest_execute
 from .kvm_host import EXITING_GUEST_MODE, IN_GUEST_MODE, OUTSIDE_GUEST_MODE, Vcpu
 from .lapic import kvm_lapic_set_base
+from .mm import refs_held_by
 from .nested import nested_vmx_enter_non_root_mode, nested_vmx_vmexit
 from .requests import (
     KVM_REQ_APIC_PAGE_RELOAD,
@@ -53,8 +54,10 @@ def vmm_vcpu_thread(vcpu: Vcpu) -> Steps:
 def kvm_arch_vcpu_ioctl_run(vcpu: Vcpu) -> Generator[str, None, int]:
     """ioctl(KVM_RUN): 0 when the guest halts, -EINTR when a signal is pending."""
     r = yield from vcpu_run(vcpu)
-    if vcpu.held_refs:
-        fail("INV-REF", f"KVM_RUN returned with references held on {vcpu.held_refs}")
+    assert vcpu.mm is not None
+    held = refs_held_by(vcpu.mm, vcpu.name)
+    if held:
+        fail("INV-REF", f"KVM_RUN returned with references held on page {held}")
     return r
 
 

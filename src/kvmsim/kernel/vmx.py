@@ -28,13 +28,13 @@ from .kvm_host import (
     PAGE_SHIFT,
     Vcpu,
 )
+from .mm import refs_held_by
 from .requests import (
     KVM_REQ_APIC_PAGE_RELOAD,
     KVM_REQ_TLB_FLUSH,
     KVM_REQ_TLB_FLUSH_CURRENT,
     kvm_make_request,
 )
-from .tdp_mmu import drop_ref, note_ref
 from .tlb import vmx_flush_tlb_current
 
 Steps = Generator[str, None, None]
@@ -91,7 +91,6 @@ def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Steps:
     pfn = yield from gfn_to_pfn_memslot(kvm, slot, gfn)
     if pfn is None:
         return  # is_error_noslot_pfn: no retry, KVM owns this memslot
-    note_ref(vcpu, pfn)
     read_lock(kvm)
     if mmu_invalidate_retry_hva(kvm, mmu_seq, gfn_to_hva_memslot(slot, gfn)):
         kvm_make_request(KVM_REQ_APIC_PAGE_RELOAD, vcpu)
@@ -105,7 +104,6 @@ def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Steps:
         vmx_flush_tlb_current(vcpu)
         yield f"vmcs_write64(APIC_ACCESS_ADDR, {pfn}); read_unlock; vmx_flush_tlb_current"
     kvm_release_pfn_clean(kvm, pfn)
-    drop_ref(vcpu, pfn)
     yield f"kvm_release_pfn_clean({pfn})"
 
 
@@ -142,8 +140,10 @@ def vmx_vcpu_enter(vcpu: Vcpu) -> None:
             f"{vcpu.name} entered the guest with {', '.join(sorted(vcpu.requests))} pending "
             "and no IPI on its way",
         )
-    if vcpu.held_refs:
-        fail("INV-REF", f"{vcpu.name} entered the guest holding a reference on {vcpu.held_refs}")
+    assert vcpu.mm is not None
+    held = refs_held_by(vcpu.mm, vcpu.name)
+    if held:
+        fail("INV-REF", f"{vcpu.name} entered the guest holding a reference on page {held}")
     if not vcpu.guest_mode and vcpu.reload_owed:
         fail(
             "INV-NESTED",

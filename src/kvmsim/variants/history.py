@@ -62,10 +62,8 @@ from ..kernel.requests import (
 )
 from ..kernel.tdp_mmu import (
     GfnRange,
-    drop_ref,
     kvm_tdp_mmu_unmap_gfn_range,
     kvm_tdp_mmu_zap_leafs,
-    note_ref,
     root_for_role,
 )
 from ..kernel.tlb import kvm_service_local_tlb_flush_requests, vmx_flush_tlb_current
@@ -157,11 +155,9 @@ def kvm_vcpu_reload_apic_access_page(vcpu: Vcpu) -> Steps:
     page = yield from gfn_to_page(kvm, APIC_GFN)
     if page is None:
         return
-    note_ref(vcpu, page)
     vmx_set_apic_access_page_addr_hpa(vcpu, page)
     yield f"set_apic_access_page_addr(vcpu, page_to_phys({page}))"
     put_page(kvm.mm, page)
-    drop_ref(vcpu, page)
     yield f"put_page({page})"
 
 
@@ -297,7 +293,6 @@ def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Steps:
     pfn = yield from gfn_to_pfn_memslot(kvm, slot, APIC_GFN)  # __kvm_faultin_pfn(FOLL_WRITE)
     if pfn is None:
         return
-    note_ref(vcpu, pfn)
     read_lock(kvm)
     # mmu_invalidate_retry_gfn: with one page per slot, the gfn test is the hva test.
     if mmu_invalidate_retry_hva(kvm, mmu_seq, gfn_to_hva_memslot(slot, APIC_GFN)):
@@ -309,6 +304,5 @@ def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Steps:
         vmcs_write_apic_access_addr(vcpu, pfn)
         what = f"vmcs_write64(APIC_ACCESS_ADDR, {pfn})"
     kvm_release_pfn_clean(kvm, pfn)  # kvm_release_page_clean(refcounted_page)
-    drop_ref(vcpu, pfn)
     read_unlock(kvm)
     yield f"read_lock(mmu_lock); {what}; kvm_release_page_clean; read_unlock"

@@ -49,10 +49,8 @@ from ..kernel.requests import (
 )
 from ..kernel.tdp_mmu import (
     GfnRange,
-    drop_ref,
     kvm_mmu_reload,
     kvm_tdp_mmu_unmap_gfn_range,
-    note_ref,
 )
 from ..kernel.tlb import kvm_vcpu_flush_tlb_all, kvm_vcpu_flush_tlb_current, vmx_flush_tlb_current
 from ..kernel.vcpu import (
@@ -131,7 +129,6 @@ def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Generator[str, None, bool]:
     pfn = yield from gfn_to_pfn_memslot(kvm, slot, gfn)
     if pfn is None:
         return False
-    note_ref(vcpu, pfn)
     bail = False
     read_lock(kvm)
     if mmu_invalidate_retry_hva(kvm, mmu_seq, gfn_to_hva_memslot(slot, gfn)):
@@ -146,7 +143,6 @@ def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Generator[str, None, bool]:
         vmx_flush_tlb_current(vcpu)
         yield f"vmcs_write64(APIC_ACCESS_ADDR, {pfn}); read_unlock; vmx_flush_tlb_current"
     kvm_release_pfn_clean(kvm, pfn)
-    drop_ref(vcpu, pfn)
     yield f"kvm_release_pfn_clean({pfn})"
     return bail
 

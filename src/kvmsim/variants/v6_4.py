@@ -14,7 +14,7 @@ from ..kernel.kvm import gfn_to_page
 from ..kernel.kvm_host import APIC_DEFAULT_PHYS_BASE, PAGE_SHIFT, Kvm, Vcpu, gfn_to_hva
 from ..kernel.mm import put_page
 from ..kernel.requests import KVM_REQ_APIC_PAGE_RELOAD, kvm_make_all_cpus_request
-from ..kernel.tdp_mmu import GfnRange, drop_ref, kvm_tdp_mmu_unmap_gfn_range, note_ref
+from ..kernel.tdp_mmu import GfnRange, kvm_tdp_mmu_unmap_gfn_range
 from ..kernel.tlb import vmx_flush_tlb_current
 from ..kernel.vmx import is_guest_mode, secondary_exec_controls_get, vmcs_write_apic_access_addr
 from . import Variant, register
@@ -42,12 +42,10 @@ def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Steps:
     page = yield from gfn_to_page(kvm, APIC_DEFAULT_PHYS_BASE >> PAGE_SHIFT)
     if page is None:
         return  # is_error_page
-    note_ref(vcpu, page)
     vmcs_write_apic_access_addr(vcpu, page)
     vmx_flush_tlb_current(vcpu)
     yield f"vmcs_write64(APIC_ACCESS_ADDR, {page}); vmx_flush_tlb_current"
     put_page(kvm.mm, page)  # not kept pinned: the notifier calls back if the page moves
-    drop_ref(vcpu, page)
     yield f"put_page({page})"
 
 

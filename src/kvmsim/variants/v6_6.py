@@ -26,7 +26,6 @@ from ..kernel.kvm_host import (
     Vcpu,
 )
 from ..kernel.requests import KVM_REQ_APIC_PAGE_RELOAD, kvm_make_request
-from ..kernel.tdp_mmu import drop_ref, note_ref
 from ..kernel.vmx import is_guest_mode, secondary_exec_controls_get, vmcs_write_apic_access_addr
 from . import Variant, register
 
@@ -58,7 +57,6 @@ def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Generator[str, None, None]:
     pfn = yield from gfn_to_pfn_memslot(kvm, slot, gfn)
     if pfn is None:
         return
-    note_ref(vcpu, pfn)
     read_lock(kvm)
     if mmu_invalidate_retry_hva(kvm, mmu_seq, gfn_to_hva_memslot(slot, gfn)):
         kvm_make_request(KVM_REQ_APIC_PAGE_RELOAD, vcpu)
@@ -72,5 +70,4 @@ def vmx_set_apic_access_page_addr(vcpu: Vcpu) -> Generator[str, None, None]:
         # (v6.6: no vmx_flush_tlb_current() here)
         yield f"vmcs_write64(APIC_ACCESS_ADDR, {pfn}); read_unlock"
     kvm_release_pfn_clean(kvm, pfn)
-    drop_ref(vcpu, pfn)
     yield f"kvm_release_pfn_clean({pfn})"
