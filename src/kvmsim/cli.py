@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         "assembled from the figures it cites; a table gives every variant x scenario "
         "(properties held or broken, exact cost ranges). Written as study.md and study.json "
         "into --out. Default set: every variant on the default scenarios except "
-        f"{' and '.join(_study_big())}, which only {', '.join(_study_big_variants())} also run; "
+        f"{' and '.join(_study_big())}, which only {' and '.join(_study_big_variants())} also "
+        "run; "
         "--quick: every variant on a few scenarios.",
         epilog="exit status: 0 the study ran to completion (violations found in buggy variants "
         "are findings, not failures), 2 bad input, interrupted (the files are written, marked "
@@ -284,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument(
         "--quick",
         action="store_true",
-        help="a small set: every variant on a few scenarios (about half a minute)",
+        help="a small set: every variant on three small scenarios (seconds)",
     )
     st.add_argument(
         "--workers",

@@ -81,6 +81,7 @@ class CheckSummary:
     transitions: int = 0
     max_depth: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of the worker for this check (building included)
     exhaustive: bool = False
     interrupted: bool = False
     # Exact (min, max) of every cost over all complete behaviours, max None = unbounded;
@@ -167,12 +168,15 @@ def load_variant(spec: str) -> Any:
 
 def run_job(job: Job, progress: Callable[[Progress], None] | None = None) -> Summary:
     """Run one job; every failure becomes the summary's error (a worker never raises)."""
+    cpu = time.process_time()
     try:
         model, scenario = build_job_model(job)
         if job.kind == SAMPLE:
             return sample(model, job)
         result = check(model, Options(costs=True, collect_terminal=True, progress=progress))
-        return summarise(job, result, scenario)
+        out = summarise(job, result, scenario)
+        out.cpu_seconds = time.process_time() - cpu
+        return out
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - reported as the job's error

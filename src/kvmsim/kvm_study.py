@@ -36,7 +36,7 @@ DEFAULT_OUT = "kvmsim-study"
 BASE = "v6.5"
 QUICK_SCENARIOS = ("migrate", "zap-anon", "x2apic-migrate")
 BIG_SCENARIOS = ("two-vcpus-migrate", "unrelated-overlap")
-BIG_VARIANTS = ("v6.4", "v6.5", "v6.6")
+BIG_VARIANTS = ("v6.5", "v6.6")  # the base of every question, and question c's variant
 TABLE_COSTS = ("ipi", "flush_all", "flush_current", "bail", "reload_retry", "out_of_guest_steps")
 WAIT_COSTS = ("bail", "pass", "reload_attempt", "reload_retry", "out_of_guest_steps")
 FLUSH_COSTS = ("flush_current", "flush_all")
@@ -59,6 +59,7 @@ WEIGHT = {
 
 # Scenarios in which vmx_set_apic_access_page_addr returns before its own flush.
 EARLY_RETURN = {
+    "x2apic-switch": "x2APIC mode for a while: the control is off, the reload returns early",
     "x2apic-migrate": "x2APIC mode: VIRTUALIZE_APIC_ACCESSES is off, the reload returns early",
     "nested": "L2 is running: the reload is deferred to the nested VM-exit",
 }
@@ -193,9 +194,21 @@ def _plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
+def _all(n: int, word: str = "scenario") -> str:
+    """``the one scenario``, ``both scenarios``, ``all 9 scenarios``."""
+    return {1: f"the one {word}", 2: f"both {word}s"}.get(n, f"all {n} {word}s")
+
+
 def is_model_error(b: Broken) -> bool:
     """A crash inside the model (an exception in a step): a bug to fix, not a verdict."""
     return b.kind == "error"
+
+
+def _others(names: Sequence[str]) -> str:
+    """``scenario (zap)`` or ``2 scenarios (zap and smm)``, after "the other"."""
+    if len(names) == 1:
+        return f"scenario ({names[0]})"
+    return f"{len(names)} scenarios ({_and(names)})"
 
 
 def broken_phrase(scenario: str, b: Broken) -> str:
@@ -251,15 +264,12 @@ def safety_line(study: Study, variant: str) -> str:
     held = [r for r in rows if not r.violations]
     states = sum(r.states for r in held)
     if not broken:
-        return (
-            f"{variant}: every property holds in all {_plural(len(rows), 'scenario')} "
-            f"checked ({states:,} states)"
-        )
+        return f"{variant}: every property holds in {_all(len(rows))} checked ({states:,} states)"
     text = f"{variant}: " + "; ".join(broken_phrase(s, b) for s, b in broken)
     if held:
         text += (
-            f"; every property holds in the other {_plural(len(held), 'scenario')} "
-            f"({_and([r.scenario for r in held])}: {states:,} states)"
+            f"; every property holds in the other {_others([r.scenario for r in held])}: "
+            f"{states:,} states"
         )
     return text
 
@@ -303,10 +313,7 @@ class CostComparison:
             return f"{label}: not computed"
         if not self.lower and not self.higher:
             ex = self.same[0]
-            return (
-                f"{label}: the same range in all {_plural(n, 'scenario')} "
-                f"(e.g. {ex} {self.figures[ex][0]})"
-            )
+            return f"{label}: the same range in {_all(n)} (e.g. {ex} {self.figures[ex][0]})"
         parts = []
         for word, group in (("lower", self.lower), ("higher", self.higher)):
             if group:
@@ -461,8 +468,8 @@ def question_pin(study: Study) -> Finding:
         if len(always) == len(known):
             never_moves[v] = len(known)
             what = (
-                "the migration gives up in every behaviour of all "
-                f"{_plural(len(known), 'scenario')} that migrate the page (minimum ≥ 1): "
+                "the migration gives up in every behaviour of "
+                f"{_all(len(known))} that migrate the page (minimum ≥ 1): "
                 "the page never moves"
             )
         elif not always:
@@ -510,8 +517,8 @@ def question_pin(study: Study) -> Finding:
         parts = []
         if n_never:
             parts.append(
-                f"the page never moves (every migration of it fails in all "
-                f"{_plural(n_never, 'scenario')} that migrate it{base_moves})"
+                f"the page never moves (every migration of it fails in "
+                f"{_all(n_never)} that migrate it{base_moves})"
             )
         if n_blocks:
             parts.append(
@@ -571,7 +578,7 @@ def _waiting(study: Study, variant: str) -> str:
         cmp = compare_cost(study, BASE, variant, c)
         n = len(cmp.lower) + len(cmp.higher) + len(cmp.same)
         if not cmp.lower and not cmp.higher:
-            parts.append(f"{what}: the same range in all {_plural(n, 'scenario')}")
+            parts.append(f"{what}: the same range in {_all(n)}")
             continue
         counts = [
             f"{word} in {len(group)} ("
@@ -672,7 +679,7 @@ def question_skip(study: Study) -> Finding:
         quiet = [s for s in scen if s not in by_scenario]
         verdict = f"No: {v} breaks what {BASE} holds: " + "; ".join(parts)
         if quiet:
-            verdict += f"; in the other {_plural(len(quiet), 'scenario')} nothing new breaks"
+            verdict += f"; in the other {_others(quiet)} nothing new breaks"
         verdict += "."
     else:
         unchecked = [s for s in EARLY_RETURN if s not in scen]
@@ -810,6 +817,7 @@ def _check_dict(study: Study, job: Job) -> dict[str, Any]:
             "transitions": s.transitions,
             "max_depth": s.max_depth,
             "seconds": round(s.seconds, 3),
+            "cpu_seconds": round(s.cpu_seconds, 3),
             "exhaustive": s.exhaustive,
             "costs": {c: _range_dict(s.cost(c)) for c in COST_NAMES} if s.costs else {},
             "pinned_pages": (
