@@ -43,7 +43,9 @@ class BatchProgress:
         text = Text(
             f"{self.title}: {snap.done}/{snap.total} done"
             + (f" · running {running}" if running else "")
-            + f" · {snap.elapsed:.0f} s (Ctrl-C stops and writes what is done)"
+            + f" · {snap.elapsed:.0f} s (Ctrl-C stops and writes what is done)",
+            no_wrap=True,
+            overflow="ellipsis",
         )
         if self.live is None:
             self.live = Live(
