@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from ..engine import await_, fail, note
+from ..engine import await_, current_actor, fail, note
 from .kvm_host import (
     EXITING_GUEST_MODE,
     IN_GUEST_MODE,
@@ -114,10 +114,13 @@ def kvm_make_all_cpus_request(kvm: Kvm, req: str) -> Steps:
     vCPU's "mode = IN_GUEST_MODE; read requests" happens.
     """
     mask: tuple[Vcpu, ...] = ()
+    requester_is_vcpu = any(v.name == current_actor() for v in kvm.vcpus)
     for vcpu in kvm.vcpus:
         mask = kvm_make_vcpu_request(vcpu, req, mask)
-        if kvm.mn_active_invalidate_count and not vcpu.exited:
-            vcpu.kept_out = True  # ghost, for the "kept out of the guest" cost
+        if not requester_is_vcpu and not vcpu.exited:
+            # Ghost for the "kept out of the guest" cost: another thread (an invalidation,
+            # whatever its notifier hook) asked this vCPU to leave the guest.
+            vcpu.kept_out = True
         yield f"{req} -> {vcpu.name}" + (" (needs an IPI)" if mask and mask[-1] is vcpu else "")
     wait = KVM_REQUEST_WAIT in REQUEST_FLAGS.get(req, frozenset())
     yield from kvm_kick_many_cpus(mask, wait)
