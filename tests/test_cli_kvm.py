@@ -6,6 +6,7 @@ Only the small scenario ``migrate`` is checked here (about 2.5k states, under a 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,10 @@ def test_check_mutant_prints_the_counterexample_timeline(
     assert "vcpu_enter_guest" in block and "kvm_mmu_notifier_invalidate_range_start" in block
     assert "…" not in block  # values are complete
     assert "0x7f001" in block  # addresses in hex
-    assert block.split("verdict:")[0].strip().splitlines()[-1].strip() == describe("INV-REQ")
+    # ... then what INV-REQ means, then the command that replays it
+    last_lines = block.split("verdict:")[0].strip().splitlines()
+    assert last_lines[-2].strip() == describe("INV-REQ")
+    assert re.fullmatch(r"replay: kvmsim replay kvmsim1:[\w-]+", last_lines[-1])
 
 
 def test_check_mutant_json(capsys: pytest.CaptureFixture[str]) -> None:

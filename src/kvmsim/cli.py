@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from rich import box
 from rich.console import Console
@@ -42,6 +42,9 @@ EXIT_ERROR = 2
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TRACEBACK_ENV = "KVMSIM_TRACEBACK"  # set to 1 to see the Python traceback of an error
+
+if TYPE_CHECKING:
+    from .replay import ModelRef
 
 
 class UsageError(Exception):
@@ -115,6 +118,9 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no progress display; one line per counterexample instead of its timeline",
     )
+    from .cli_replay import add_output_options
+
+    add_output_options(out)
 
 
 def add_builtin_check_options(p: argparse.ArgumentParser) -> None:
@@ -182,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --all: folder for study.md and study.json (default: kvmsim-demos)",
     )
     _add_search_options(demo)
+    from .cli_replay import add_property_selector
+
+    add_property_selector(demo)
     demo.set_defaults(func=cmd_demo)
 
     chk = sub.add_parser(
@@ -361,6 +370,27 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="print the comparison as JSON")
     out.add_argument("--quiet", action="store_true", help="no progress display")
     df.set_defaults(func=cmd_diff)
+
+    rp = sub.add_parser(
+        "replay",
+        help="print a counterexample again from its replay token or trace file",
+        description="Print a counterexample again. TOKEN is the replay token a check printed "
+        "after the counterexample (kvmsim1:...): the model it names is rebuilt (the KVM "
+        "variant and scenario, a demo, or a model file, which is loaded and so runs), "
+        "checked to be built from the same code, and the path replayed. FILE is a trace "
+        "written by --trace-out (kvmsim-trace/1), printed as it was recorded.",
+        epilog="exit status: 0 the counterexample was printed, 2 a bad or corrupt token or "
+        "file, a token for a model built from different code, or an internal error",
+    )
+    rp.add_argument("what", metavar="TOKEN|FILE", help="a replay token or a trace file")
+    rp.add_argument(
+        "--step",
+        type=_count(0),
+        metavar="N",
+        help="print the whole state after step N instead (0: the initial state)",
+    )
+    rp.add_argument("--json", action="store_true", help="print the trace (or state) as JSON")
+    rp.set_defaults(func=cmd_replay)
     return parser
 
 
@@ -386,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise UsageError(
-                "no command given: use list, check, simulate, study, diff or demo "
+                "no command given: use list, check, simulate, study, diff, demo or replay "
                 "(see 'kvmsim --help')"
             )
         func: Callable[[argparse.Namespace], int] = args.func
@@ -460,7 +490,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     model = DEMOS.get(args.name)
     if model is None:
         raise UsageError(f"unknown demo {args.name!r} (demos: {', '.join(DEMOS)})")
-    return run_and_report(model, args)
+    from .replay import ModelRef
+
+    return run_and_report(model, args, ModelRef("demo", args.name))
 
 
 # -- check --------------------------------------------------------------------------------
@@ -469,7 +501,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     if not args.target:
         return builtin_check(args)
-    given = [f"--{o}" for o in ("variant", "scenario", "property") if getattr(args, o)]
+    # With a FILE, --property only picks the counterexample --trace-out writes.
+    picks = ("variant", "scenario") if args.trace_out else ("variant", "scenario", "property")
+    given = [f"--{o}" for o in picks if getattr(args, o)]
     if given:
         one = len(given) == 1
         raise UsageError(
@@ -488,7 +522,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     with _on_sys_path(Path(path).resolve().parent):
         module = load_file(path)
         model = pick_model(module, path, name)
-        return run_and_report(model, args)
+        from .replay import ModelRef
+
+        return run_and_report(model, args, ModelRef("file", path, model=name))
 
 
 def split_target(target: str) -> tuple[str, str | None]:
@@ -598,16 +634,26 @@ def options_from(args: argparse.Namespace, progress: LiveProgress | None = None)
     )
 
 
-def run_and_report(model: Model, args: argparse.Namespace) -> int:
-    """Check model with the command's search options, print the result, return the status."""
+def run_and_report(model: Model, args: argparse.Namespace, ref: ModelRef | None = None) -> int:
+    """Check model with the command's search options, print the result, return the status.
+
+    ref: how to rebuild the model, for the counterexamples' replay tokens."""
+    from .cli_replay import Subject, check_trace_options, json_with_traces, write_outputs
+
     options_from(args)  # reject bad combinations before anything runs
+    check_trace_options(args)
     with LiveProgress(model.name, args.mode, enabled=wanted(args.quiet)) as progress:
         options = options_from(args, progress)
         result = guarded_check(model, options)
+    subject = Subject(ref, model) if ref is not None else None
     if args.json:
-        print(dumps(result_document(result, model, options)))
+        doc = result_document(result, model, options)
+        print(dumps(json_with_traces(doc, result, subject) if subject is not None else doc))
     else:
-        print_result(_stdout_console(), result, model, quiet=args.quiet)
+        tokens = subject.tokens(result) if subject is not None else {}
+        print_result(_stdout_console(), result, model, quiet=args.quiet, tokens=tokens)
+    if subject is not None:
+        write_outputs(args, [(subject, result)])
     return exit_status(result)
 
 
@@ -667,6 +713,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .cli_kvm import cmd_simulate as run
+
+    return run(args)
+
+
+# -- replay (cli_replay) ---------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .cli_replay import cmd_replay as run
 
     return run(args)
 

@@ -29,8 +29,10 @@ from .cli import (
     options_from,
     split_target,
 )
+from .cli_replay import Subject, check_trace_options, json_with_traces, write_outputs
 from .engine import CompileError, Model, ModelError, Options, Result
 from .machine import build_model
+from .replay import ModelRef
 from .report.json import dumps, result_document
 from .report.progress import LiveProgress, wanted
 from .report.runs import print_simulation
@@ -238,44 +240,79 @@ def _heading(console: Any, title: str, first: bool) -> bool:
 # -- kvmsim check --variant V --scenario S -------------------------------------------------
 
 
+def kvm_subject(
+    spec: str, variant: Variant, scenario: Scenario, model: Model, extra: tuple[str, ...]
+) -> Subject:
+    """How a KVM model is rebuilt (variant as the user named it) and drawn."""
+    checked = ", ".join(checked_properties(extra, scenario))
+    return Subject(
+        ModelRef("kvm", spec, scenario.name, extra=extra),
+        model,
+        style=KVM_STYLE,
+        lanes=lanes_of(scenario),
+        notes=[f"properties: {checked}"],
+        explain=property_sentence,
+        extra={"variant": variant.name, "scenario": scenario.name},
+    )
+
+
+def subject_for(ref: ModelRef) -> Subject:
+    """Rebuild the KVM model a replay token names."""
+    variant = resolve_variant(ref.name)
+    if ref.scenario not in SCENARIOS:
+        raise UsageError(
+            f"the token names scenario {ref.scenario!r}, which this kvmsim does not have"
+        )
+    scenario = SCENARIOS[ref.scenario]
+    extra = resolve_properties(list(ref.extra))
+    return kvm_subject(ref.name, variant, scenario, build(variant, scenario, extra), extra)
+
+
 def check_builtin(args: argparse.Namespace) -> int:
     """Check the KVM model: one variant, one scenario or every default one."""
     options_from(args)  # reject bad option combinations before anything is built
+    check_trace_options(args)
     variant = resolve_variant(args.variant)
     scenarios = resolve_scenarios(args.scenario)
     extra = resolve_properties(args.property)
     models = [(s, build(variant, s, extra)) for s in scenarios]
     console = _stdout_console()
     results: list[tuple[Scenario, Model, Options, Result]] = []
+    subjects: list[Subject] = []
     for scenario, model in models:
         with LiveProgress(model.name, args.mode, enabled=wanted(args.quiet)) as progress:
             options = options_from(args, progress)
             result = explain(guarded_check(model, options))
         results.append((scenario, model, options, result))
+        subject = kvm_subject(args.variant or DEFAULT_VARIANT, variant, scenario, model, extra)
+        subjects.append(subject)
         if not args.json:  # each scenario's report as soon as it is checked
             if len(results) > 1:
                 console.print()
-            checked = ", ".join(checked_properties(extra, scenario))
             print_result(
                 console,
                 result,
                 model,
                 quiet=args.quiet,
                 style=KVM_STYLE,
-                notes=[f"properties: {checked}"],
+                notes=subject.notes,
                 lanes=lanes_of(scenario),
+                tokens=subject.tokens(result),
             )
             console.file.flush()
         if result.interrupted:
             break
     if args.json:
         docs = [
-            check_document(variant, scenario, model, options, result, extra)
-            for scenario, model, options, result in results
+            json_with_traces(
+                check_document(variant, scenario, model, options, result, extra), result, subject
+            )
+            for (scenario, model, options, result), subject in zip(results, subjects)
         ]
         print(dumps(docs[0] if args.scenario is not None else docs))
     elif len(scenarios) > 1:
         _print_summary(console, variant, results, len(scenarios))
+    write_outputs(args, [(subject, r[3]) for subject, r in zip(subjects, results)])
     violated = any(r.violations for *_, r in results)
     if violated:
         return EXIT_VIOLATED

@@ -1,12 +1,15 @@
 """A live progress line on stderr for long searches (states, states/s, depth, frontier).
 
 It appears only after the search has run for ``delay`` seconds, so quick runs print nothing,
-and only when enabled (the CLI enables it when stderr is a terminal and ``--quiet`` is not
-given). It is transient: it disappears when the search ends.
+and only when enabled: the CLI enables it (``wanted``) when stderr is a terminal, ``--quiet``
+is not given, ``NO_COLOR`` is not set (https://no-color.org: the display is a redrawn,
+styled line) and ``TERM`` is not ``dumb``. It is transient: it disappears when the search
+ends.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from types import TracebackType
 
@@ -20,8 +23,14 @@ FRONTIER = {"bfs": "queue", "dfs": "stack", "random": "runs left"}
 
 
 def wanted(quiet: bool) -> bool:
-    """Show progress only on an interactive stderr and when not asked to be quiet."""
-    return not quiet and sys.stderr.isatty()
+    """Show progress only on an interactive stderr, when not asked to be quiet, without
+    NO_COLOR set (to anything but the empty string) and on a terminal that can redraw."""
+    if quiet or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
 
 
 class LiveProgress:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich import box
@@ -101,38 +101,38 @@ def print_result(
     style: ValueStyle | None = None,
     notes: Sequence[str] = (),
     lanes: Sequence[str] = (),
+    tokens: Mapping[str, str] | None = None,
 ) -> None:
     """Header, counterexamples (or one line each when quiet), verdict and statistics.
 
     style: how state values and changes are written (default: repr, shortened); notes: lines
-    printed (dim) under the title; lanes: the order of a timeline's first columns.
+    printed (dim) under the title; lanes: the order of a timeline's first columns; tokens:
+    each violated property's replay token, printed after its counterexample.
     """
     plain = console.width >= PLAIN_WIDTH
-    title = Text(result.model, style="bold")
-    if model is not None and model.description:
-        title.append(f": {model.description}", style="")
-    console.print(title)
+    print_title(console, result.model, model.description if model is not None else "")
     if model is not None and model.expect:
         console.print(Text(f"expected: {model.expect}", style="dim"))
     for line in notes:
         console.print(Text(line, style="dim"))
+    tokens = tokens or {}
     for n, violation in enumerate(result.violations, 1):
         if quiet:
             console.print(_violation_summary(violation))
+            token = tokens.get(violation.prop)
+            if token:
+                console.print(Text(f"  {replay_line(token)}", style="dim"))
             continue
         console.print()
-        header = f"counterexample {n} of {len(result.violations)}: {_violation_title(violation)}"
-        console.print(Text(header, style="bold red"))
-        if violation.trace is not None and violation.trace.steps:
-            initial = _initial_line(violation.trace, style)
-            if initial:
-                console.print(Text(initial, style="dim"))
-            console.print(timeline(violation.trace, plain=plain, style=style, lanes=lanes))
-            if violation.trace.loop_start is not None:
-                console.print(
-                    Text("the steps from ── loop ── on repeat forever", style="yellow"),
-                )
-        console.print(_property_text(violation))
+        print_counterexample(
+            console,
+            violation,
+            f"counterexample {n} of {len(result.violations)}",
+            plain=plain,
+            style=style,
+            lanes=lanes,
+            token=tokens.get(violation.prop),
+        )
     if result.violations and not quiet:
         console.print()
     console.print(verdict_text(result))
@@ -146,6 +146,48 @@ def print_result(
     for note in result.notes:
         console.print(Text(f"note: {note}", style="dim"))
     console.print(Text(stats_line(result), style="dim"))
+
+
+def print_title(console: Console, name: str, description: str = "") -> None:
+    """The model's name (bold) and what it is."""
+    title = Text(name, style="bold")
+    if description:
+        title.append(f": {description}", style="")
+    console.print(title)
+
+
+def print_counterexample(
+    console: Console,
+    violation: Violation,
+    header: str = "counterexample",
+    *,
+    plain: bool | None = None,
+    style: ValueStyle | None = None,
+    lanes: Sequence[str] = (),
+    token: str | None = None,
+) -> None:
+    """One counterexample: its title, the initial values it touches, the timeline, the
+    violated property with what it means, and the command that replays it."""
+    if plain is None:
+        plain = console.width >= PLAIN_WIDTH
+    console.print(Text(f"{header}: {_violation_title(violation)}", style="bold red"))
+    if violation.trace is not None and violation.trace.steps:
+        initial = _initial_line(violation.trace, style)
+        if initial:
+            console.print(Text(initial, style="dim"))
+        console.print(timeline(violation.trace, plain=plain, style=style, lanes=lanes))
+        if violation.trace.loop_start is not None:
+            console.print(
+                Text("the steps from ── loop ── on repeat forever", style="yellow"),
+            )
+    console.print(_property_text(violation))
+    if token:
+        console.print(Text(replay_line(token), style="dim"))
+
+
+def replay_line(token: str) -> str:
+    """The replay token, as the command that replays it."""
+    return f"replay: kvmsim replay {token}"
 
 
 def verdict_text(result: Result) -> Text:
