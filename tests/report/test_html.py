@@ -139,6 +139,25 @@ def test_a_long_trace_never_overlaps_and_stays_within_its_lanes() -> None:
     assert {lane for r in host_rows for lane, _ in r.arrows} == {"CPU0", "CPU1"}
 
 
+def test_cost_figures_are_shown_when_the_run_computed_them(tmp_path: Path) -> None:
+    from kvmsim.cli_kvm import KVM_STYLE, lanes_of
+    from kvmsim.engine import Options
+    from kvmsim.machine import build_model
+    from kvmsim.scenarios import SCENARIOS
+    from kvmsim.variants import get_variant
+
+    model = build_model(get_variant("v6.5"), SCENARIOS["migrate"])
+    result = check(model, Options(costs=True))
+    assert result.costs
+    path = tmp_path / "costs.html"
+    write_html(result, model, path, lanes=lanes_of(SCENARIOS["migrate"]), style=KVM_STYLE)
+    page = path.read_text(encoding="utf-8")
+    assert "cost over every complete behaviour" in page
+    for name, c in result.costs.items():
+        high = "unbounded" if c.max is None else str(c.max)
+        assert f'<td>{name}</td><td class="num">{c.min}</td><td class="num">{high}</td>' in page
+
+
 def test_the_report_of_a_model_that_holds() -> None:
     model = DEMOS["peterson"]
     page = render_html_for(check(model), model)
