@@ -123,6 +123,23 @@ def test_the_page_is_self_contained(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "<svg" in page and "<style>" in page and "<script>" in page
 
 
+def test_several_scenarios_share_one_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import kvmsim.cli_kvm
+    from kvmsim.scenarios import SCENARIOS
+
+    two = [SCENARIOS["migrate"], SCENARIOS["zap"]]
+    monkeypatch.setattr(kvmsim.cli_kvm, "default_scenarios", lambda: two)
+    page, trace = tmp_path / "r.html", tmp_path / "t.json"
+    argv = ["check", "--variant", NO_LATE_CHECK, "--quiet", "--html", str(page)]
+    assert main([*argv, "--trace-out", str(trace)]) == 1
+    text = page.read_text(encoding="utf-8")
+    assert text.count('<section class="check"') == 2
+    assert "mutant-no-late-check / migrate" in text and "mutant-no-late-check / zap" in text
+    assert '"scenario": "migrate"' in trace.read_text()  # the first counterexample
+
+
 def test_a_long_trace_never_overlaps_and_stays_within_its_lanes() -> None:
     trace = long_trace()
     d = Diagram(trace, ["CPU0", "CPU1", "host0"], CompactStyle(hex_from=0x100), [])
