@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,7 +40,7 @@ def makes_y(w: XY) -> Steps:
     yield "y = 2"
 
 
-def zigzag_model(event: bool = False) -> Model:
+def zigzag_model(event: bool = False, must_finish: bool = False) -> Model:
     """A waits for B's first step. The first shortest path breadth-first search finds to
     x = y = 2 is B A A B (it prefers actor A at every state); B B A A has one switch less."""
     model = Model("zigzag")
@@ -47,8 +48,8 @@ def zigzag_model(event: bool = False) -> Model:
     @model.setup
     def setup(s: Setup) -> XY:
         w = XY()
-        s.actor("A", needs_y, w)
-        s.actor("B", makes_y, w)
+        s.actor("A", needs_y, w, must_finish=must_finish)
+        s.actor("B", makes_y, w, must_finish=must_finish)
         if event:
             s.actor("watch", watcher, w)
         return w
@@ -100,12 +101,14 @@ def test_event_properties_are_simplified_too() -> None:
     assert simple.violation("not both").message == "both reached 2"
 
 
-def test_without_the_stored_graph_the_layers_are_expanded_again() -> None:
-    # must-finish actors make the search keep its graph; without them it is re-expanded.
-    # Both give the same answer.
-    model = zigzag_model()
-    kept = check(model, Options(liveness=True))
-    assert actors(kept, "not both") == ["B", "B", "A", "A"]
+@pytest.mark.parametrize("must_finish", [False, True])
+def test_from_the_stored_graph_or_by_expanding_the_layers_again(must_finish: bool) -> None:
+    # With must-finish actors the search keeps its graph (for liveness) and the transitions
+    # come from it; without, the layers below the violation are expanded again.
+    model = zigzag_model(must_finish=must_finish)
+    assert actors(check(model), "not both") == ["B", "B", "A", "A"]
+    if must_finish:  # liveness off: no stored graph either
+        assert actors(check(model, Options(liveness=False)), "not both") == ["B", "B", "A", "A"]
 
 
 # -- brute force ------------------------------------------------------------------------------
