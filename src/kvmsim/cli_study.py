@@ -13,68 +13,40 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from types import TracebackType
 
 from rich.console import Console
-from rich.live import Live
 from rich.text import Text
 
 from . import kvm_diff, kvm_study
 from .cli import EXIT_ERROR, EXIT_HOLDS, EXIT_VIOLATED, UsageError, _stdout_console, _table
 from .jobs import CheckSummary, Snapshot, run_jobs
 from .report.json import dumps
-from .report.progress import wanted
+from .report.progress import TransientLine, wanted
 
 INTERRUPTED = "kvmsim: interrupted: incomplete"
 
 
-class BatchProgress:
+class BatchProgress(TransientLine):
     """A transient progress line on stderr: checks done, the ones running, elapsed time."""
 
     def __init__(self, title: str, *, enabled: bool) -> None:
+        super().__init__()
         self.title = title
         self.enabled = enabled
-        self.live: Live | None = None
 
     def __call__(self, snap: Snapshot) -> None:
         if not self.enabled:
             return
         running = ", ".join(f"{job.label} ({secs:.0f} s)" for job, secs in snap.running)
-        text = Text(
-            f"{self.title}: {snap.done}/{snap.total} done"
-            + (f" · running {running}" if running else "")
-            + f" · {snap.elapsed:.0f} s (Ctrl-C stops and writes what is done)",
-            no_wrap=True,
-            overflow="ellipsis",
-        )
-        if self.live is None:
-            self.live = Live(
-                text,
-                console=Console(stderr=True),
-                auto_refresh=False,
-                transient=True,
-                redirect_stdout=False,
-                redirect_stderr=False,
+        self.show(
+            Text(
+                f"{self.title}: {snap.done}/{snap.total} done"
+                + (f" · running {running}" if running else "")
+                + f" · {snap.elapsed:.0f} s (Ctrl-C stops and writes what is done)",
+                no_wrap=True,
+                overflow="ellipsis",
             )
-            self.live.start(refresh=True)
-        else:
-            self.live.update(text, refresh=True)
-
-    def close(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
-
-    def __enter__(self) -> BatchProgress:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        )
 
 
 # -- names -----------------------------------------------------------------------------------

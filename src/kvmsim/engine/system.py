@@ -229,8 +229,8 @@ class System:
         interrupted half-way) wrote into them."""
         self._restore()
 
-    def successors_of(self, state: State, actor: int) -> Iterator[Outcome]:
-        """Every outcome of actor's next step, one per combination of choices."""
+    def _outcomes(self, state: State, actor: int) -> Iterator[tuple[tuple[int, ...], Outcome]]:
+        """(choice script, outcome) of actor's next step, one per combination of choices."""
         if state[1][actor] is None:
             return
         pending: list[tuple[int, ...]] = [()]
@@ -240,6 +240,11 @@ class System:
             if isinstance(out, NeedChoice):
                 pending[0:0] = [script + (i,) for i in range(out.options)]
                 continue
+            yield script, out
+
+    def successors_of(self, state: State, actor: int) -> Iterator[Outcome]:
+        """Every outcome of actor's next step, one per combination of choices."""
+        for _script, out in self._outcomes(state, actor):
             yield out
 
     def step_with(self, state: State, actor: int, choices: tuple[int, ...]) -> Outcome:
@@ -254,15 +259,7 @@ class System:
     def successors(self, state: State) -> Iterator[tuple[int, tuple[int, ...], Outcome]]:
         """(actor, choice script, outcome) for every transition out of state."""
         for i in range(len(self.actors)):
-            if state[1][i] is None:
-                continue
-            pending: list[tuple[int, ...]] = [()]
-            while pending:
-                script = pending.pop(0)
-                out = self.step(state, i, script, detail=False)
-                if isinstance(out, NeedChoice):
-                    pending[0:0] = [script + (k,) for k in range(out.options)]
-                    continue
+            for script, out in self._outcomes(state, i):
                 yield i, script, out
 
     def unfinished(self, state: State, include_daemons: bool = False) -> list[str]:

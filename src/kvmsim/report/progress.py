@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from types import TracebackType
+from typing import Self
 
 from rich.console import Console
 from rich.live import Live
@@ -33,20 +34,13 @@ def wanted(quiet: bool) -> bool:
         return False
 
 
-class LiveProgress:
-    """A progress callback for ``Options.progress``; use it as a context manager."""
+class TransientLine:
+    """A single redrawn line on stderr that disappears when closed; a context manager."""
 
-    def __init__(self, label: str, mode: str, *, enabled: bool, delay: float = 1.0) -> None:
-        self.label = label
-        self.frontier = FRONTIER.get(mode, "frontier")
-        self.enabled = enabled
-        self.delay = delay
+    def __init__(self) -> None:
         self.live: Live | None = None
 
-    def __call__(self, p: Progress) -> None:
-        if not self.enabled or p.seconds < self.delay:
-            return
-        text = self.render(p)
+    def show(self, text: Text) -> None:
         if self.live is None:
             self.live = Live(
                 text,
@@ -60,19 +54,12 @@ class LiveProgress:
         else:
             self.live.update(text, refresh=True)
 
-    def render(self, p: Progress) -> Text:
-        return Text(
-            f"{self.label}: {p.states:,} states · {p.states_per_second:,.0f} states/s · "
-            f"depth {p.depth:,} · {self.frontier} {p.queue:,} · {p.seconds:.0f} s "
-            "(Ctrl-C stops and reports)"
-        )
-
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
             self.live = None
 
-    def __enter__(self) -> LiveProgress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -82,3 +69,26 @@ class LiveProgress:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class LiveProgress(TransientLine):
+    """A progress callback for ``Options.progress``; use it as a context manager."""
+
+    def __init__(self, label: str, mode: str, *, enabled: bool, delay: float = 1.0) -> None:
+        super().__init__()
+        self.label = label
+        self.frontier = FRONTIER.get(mode, "frontier")
+        self.enabled = enabled
+        self.delay = delay
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled or p.seconds < self.delay:
+            return
+        self.show(self.render(p))
+
+    def render(self, p: Progress) -> Text:
+        return Text(
+            f"{self.label}: {p.states:,} states · {p.states_per_second:,.0f} states/s · "
+            f"depth {p.depth:,} · {self.frontier} {p.queue:,} · {p.seconds:.0f} s "
+            "(Ctrl-C stops and reports)"
+        )

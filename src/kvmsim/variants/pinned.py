@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+from ..kernel import nested
 from ..kernel.kvm_host import APIC_HVA, HVA_INDEX, Kvm, Vcpu, replace
 from ..kernel.mm import get_page
-from ..kernel.tdp_mmu import root_for_role
-from ..kernel.tlb import kvm_service_local_tlb_flush_requests
-from ..kernel.vmx import vmcs_write_apic_access_addr, vmx_set_virtual_apic_mode
+from ..kernel.vmx import vmcs_write_apic_access_addr
 from . import Variant, register
 
 Steps = Generator[str, None, None]
@@ -58,11 +57,6 @@ def kvm_vcpu_reload_apic_access_page(vcpu: Vcpu) -> Steps:
     yield ""  # pragma: no cover
 
 
-@pinned.override
-def nested_vmx_vmexit(vcpu: Vcpu) -> None:
-    kvm_service_local_tlb_flush_requests(vcpu)
-    vcpu.guest_mode = False
-    if vcpu.change_vmcs01_virtual_apic_mode:
-        vcpu.change_vmcs01_virtual_apic_mode = False
-        vmx_set_virtual_apic_mode(vcpu)
-    vcpu.root = root_for_role(vcpu)
+# Nested VM-Exit reloads nothing: v6.5's nested_vmx_vmexit, whose deferred-reload flag no
+# pinned reload ever sets, instead of v3.18's unconditional request.
+pinned.set("nested_vmx_vmexit", nested.nested_vmx_vmexit)
