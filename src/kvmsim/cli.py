@@ -540,8 +540,9 @@ def split_target(target: str) -> tuple[str, str | None]:
 _module_ids = itertools.count()
 
 
-def load_file(path: str) -> ModuleType:
-    """Import a model file by path (this runs its code). Errors become one-line UsageErrors."""
+def load_file(path: str, what: str = "model file") -> ModuleType:
+    """Import a model (or variant) file by path: this runs its code. Errors become one-line
+    UsageErrors naming the file and line."""
     file = Path(path)
     if not file.exists():
         raise UsageError(f"no such file: {path}")
@@ -570,7 +571,7 @@ def load_file(path: str) -> ModuleType:
             raise
         where = _location(exc.__traceback__, resolved, path)
         raise UsageError(
-            f"{where}: cannot load the model file: {type(exc).__name__}: {exc}"
+            f"{where}: cannot load the {what}: {type(exc).__name__}: {exc}"
         ) from None
     return module
 
@@ -699,7 +700,7 @@ def guarded_check(model: Model, options: Options) -> Result:
 
 def _about(model: Model, message: str) -> str:
     prefix = f"model {model.name!r}"
-    return message if message.startswith(prefix) else f"{prefix}: {message}"
+    return message if prefix in message else f"{prefix}: {message}"
 
 
 # -- list, simulate (the KVM model: cli_kvm) -----------------------------------------------
