@@ -310,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for study.md and study.json (default: kvmsim-study)",
     )
     st.add_argument("--json", action="store_true", help="print the study as JSON")
+    st.add_argument(
+        "--junit",
+        metavar="FILE",
+        help="also write a JUnit XML report for CI test reporters: one test case per "
+        "variant x scenario, a failure per violated property",
+    )
     st.add_argument("--quiet", action="store_true", help="no progress display")
     st.set_defaults(func=cmd_study)
 
