@@ -136,7 +136,7 @@ def test_list_in_a_field(mode: str) -> None:
 
 
 def test_list_in_a_field_at_setup() -> None:
-    with pytest.raises(ModelError, match=r"^value holds a list"):
+    with pytest.raises(ModelError, match=r": in the setup: value holds a list"):
         check(_model(stores_list, root=Box(value=[])))
 
 

@@ -60,14 +60,17 @@ class System:
             for key, arg in spec.kwargs:
                 roots.append((f"{spec.name}.{key}", arg))
         self.world = World(roots)
-        self.world.validate(self.world.loaded)
+        self._made: tuple[State, int, list[list[Any]]] | None = None  # the last step's result
+        try:
+            self.world.validate(self.world.loaded)
+        except ModelError as exc:
+            raise ModelError(f"{self._origin_of(None)}: {exc}") from None
         frames: list[ActorState] = []
         for spec in actors:
             prog = compile_actor(spec.func)
             values = prog.bind(spec.func, spec.args, dict(spec.kwargs))  # type: ignore[arg-type]
             frames.append(((spec.func, 0, tuple(values)),))  # type: ignore[arg-type]
         self.initial: State = (self.world.loaded, tuple(frames))
-        self._made: tuple[State, int, list[list[Any]]] | None = None  # the last step's result
         self.validate_state(self.initial)
         self.validated = 0
 
@@ -107,7 +110,7 @@ class System:
                     )
         hash(state)
 
-    def _origin_of(self, state: State) -> str:
+    def _origin_of(self, state: State | None) -> str:
         """file:line where state's world was written: the step that made it, or the setup."""
         made = self._made
         if made is not None and made[0] is state:
