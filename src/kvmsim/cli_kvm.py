@@ -65,6 +65,11 @@ def resolve_variant(spec: str | None) -> Variant:
             ) from None
     with _on_sys_path(Path(path).resolve().parent):
         module = load_file(path, what="variant file")
+    return pick_variant(module, path, name)
+
+
+def pick_variant(module: Any, path: str, name: str | None) -> Variant:
+    """The Variant a loaded file defines (the one called name), checked to link."""
     variant = _pick_variant(module, path, name)
     problem = variant.problem()
     if problem is not None:

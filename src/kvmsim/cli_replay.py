@@ -176,16 +176,8 @@ def write_outputs(args: argparse.Namespace, checked: Sequence[tuple[Subject, Res
         print(f"kvmsim: wrote {junit_out}", file=sys.stderr)
 
 
-def junit_case(subject: Subject, result: Result) -> Case:
-    """The check as a JUnit test case; its text is the report ``kvmsim check`` prints."""
-    ref = subject.ref
-    if ref.kind == "kvm":
-        variant = subject.extra.get("variant", ref.name)
-        classname, name = f"kvmsim.{variant}", f"{variant} / {ref.scenario}"
-    elif ref.kind == "demo":
-        classname, name = "kvmsim.demo", ref.name
-    else:
-        classname, name = f"kvmsim.{Path(ref.name).stem}", subject.model.name
+def report_text(subject: Subject, result: Result) -> str:
+    """The report ``kvmsim check`` prints for this check, timelines included, as plain text."""
     buf = io.StringIO()
     print_result(
         plain_console(buf),
@@ -196,6 +188,20 @@ def junit_case(subject: Subject, result: Result) -> Case:
         lanes=subject.lanes,
         tokens=subject.tokens(result),
     )
+    return buf.getvalue()
+
+
+def junit_case(subject: Subject, result: Result) -> Case:
+    """The check as a JUnit test case; its text is the report ``kvmsim check`` prints."""
+    ref = subject.ref
+    if ref.kind == "kvm":
+        variant = subject.extra.get("variant", ref.name)
+        classname, name = f"kvmsim.{variant}", f"{variant} / {ref.scenario}"
+    elif ref.kind == "demo":
+        classname, name = "kvmsim.demo", ref.name
+    else:
+        classname, name = f"kvmsim.{Path(ref.name).stem}", subject.model.name
+    text = report_text(subject, result)
     outcome = outcome_of(bool(result.violations), result.exhaustive, result.interrupted)
     kinds = ", ".join(dict.fromkeys(v.kind for v in result.violations))
     failed = outcome in (FAILURE, ERROR)
@@ -208,8 +214,8 @@ def junit_case(subject: Subject, result: Result) -> Case:
         if result.violations
         else f"{result.verdict} ({result.coverage})",
         kind=kinds if result.violations else "incomplete" if failed else "",
-        text=buf.getvalue() if failed else "",
-        output="" if failed else buf.getvalue(),
+        text=text if failed else "",
+        output="" if failed else text,
     )
 
 
