@@ -91,6 +91,7 @@ def source(spec: Spec) -> str:
 
     return "\n".join(
         [
+            "from __future__ import annotations",
             "from kvmsim import Model, Setup, Struct, await_, choose",
             f"MOD = {MOD}",
             inspect.getsource(Shared),
