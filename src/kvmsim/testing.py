@@ -100,6 +100,10 @@ class Kvmsim:
         options = Options(mode=mode, max_depth=max_depth, max_states=max_states)
         try:
             if isinstance(target, Model):
+                if properties:
+                    raise UsageError(
+                        "properties= picks the KVM model's properties: not for a Model"
+                    )
                 return self._model(target, scenario, options, None)
             return self._target(target, scenario, tuple(properties), options)
         except UsageError as exc:
