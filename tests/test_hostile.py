@@ -8,12 +8,16 @@ to change, and no output file written: not --html, --trace-out or --junit, not e
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from kvmsim import watchdog
 from kvmsim.cli import main
+from kvmsim.demos import DEMOS
+from kvmsim.engine import check
 
 HEAD = """\
 from kvmsim import Model, Setup, Struct, await_, choose
@@ -151,7 +155,11 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: list[str]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    words: list[str],
+    one_of: list[str] | None = None,
 ) -> None:
     """Run argv with every output file asked for (in tmp_path/out) and check the refusal."""
     out = tmp_path / "out"
@@ -165,6 +173,7 @@ def refused(
     assert "Traceback" not in err
     for word in words:
         assert word in lines[0], (word, lines[0])
+    assert one_of is None or any(w in lines[0] for w in one_of), (one_of, lines[0])
     assert os.listdir(out) == []
 
 
@@ -228,3 +237,53 @@ def test_a_corrupt_token_is_refused(
     code, out, err = run(capsys, "replay", what)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("kvmsim: error: "), err
+
+
+HELPER_LOOP = actor_model(
+    """
+    def helper(w):
+        while w.n >= 0:
+            w.n = (w.n + 1) % 5
+    def actor(w):
+        helper(w)
+        yield "never"
+    """
+)
+
+
+def test_a_step_stuck_in_a_helper_function_is_stopped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block budget cannot see a loop in a plain function; the watchdog can."""
+    monkeypatch.setattr(watchdog, "STEP_SECONDS", 0.3)
+    path = tmp_path / "model.py"
+    path.write_text(HELPER_LOOP)
+    refused(
+        tmp_path,
+        capsys,
+        ["check", str(path)],
+        [f"{path}:", "a step has run for more than 0.3 s", "never ends", "yield from"],
+        one_of=[f"{path}:8:", f"{path}:9:"],  # the loop's test or its body
+    )
+    assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL  # put back as it was
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_the_watchdog_lets_a_search_of_many_short_steps_run() -> None:
+    with watchdog.step_watchdog(0.0005):
+        result = check(DEMOS["philosophers"])  # hundreds of steps, many ticks
+    assert result.exhaustive and result.stats.states == 100
+    assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+
+
+def test_the_watchdog_stays_off_when_sigalrm_is_taken() -> None:
+    def other(_signum: int, _frame: object) -> None:
+        pass
+
+    previous = signal.signal(signal.SIGALRM, other)
+    try:
+        with watchdog.step_watchdog(0.001):
+            assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        assert signal.getsignal(signal.SIGALRM) is other
+    finally:
+        signal.signal(signal.SIGALRM, previous)

@@ -677,10 +677,14 @@ def guarded_check(model: Model, options: Options) -> Result:
     """check(), with a broken model (or a kvmsim bug) turned into a one-line UsageError.
 
     A crash inside an actor's step is not an error here: the engine reports it as a
-    violation of kind 'error', with its trace.
+    violation of kind 'error', with its trace. A step stuck in plain Python code is stopped
+    by the watchdog (kvmsim.watchdog) and reported as a broken model.
     """
+    from .watchdog import step_watchdog
+
     try:
-        return check(model, options)
+        with step_watchdog():
+            return check(model, options)
     except KeyboardInterrupt:
         raise
     except (CompileError, ModelError) as exc:

@@ -26,6 +26,21 @@ State = tuple[WorldTuple, tuple[ActorState, ...]]
 STEP_BUDGET = 100_000  # blocks one step may run before it is declared non-terminating
 
 
+class StepClock:
+    """Steps started and finished in this process: a watchdog (kvmsim.watchdog) that sees
+    the same step still running twice in a row has found a step stuck in plain Python code,
+    where the block budget cannot see it (a helper function's endless loop)."""
+
+    __slots__ = ("started", "finished")
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.finished = 0
+
+
+CLOCK = StepClock()
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one step did. kind: ok, blocked, assertion, error."""
@@ -137,6 +152,16 @@ class System:
         detail=False leaves out the call stack and source line of a successful step, which
         only traces need (the search asks for them when it replays a path).
         """
+        clock = CLOCK
+        clock.started += 1
+        try:
+            return self._step(state, actor, choices, detail)
+        finally:
+            clock.finished = clock.started
+
+    def _step(
+        self, state: State, actor: int, choices: tuple[int, ...], detail: bool
+    ) -> Outcome | NeedChoice:
         frames_in = state[1][actor]
         assert frames_in is not None
         self.world.load(state[0])
