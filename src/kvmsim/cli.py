@@ -199,9 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Without FILE: check the KVM model, variant --variant (default v6.5) on "
         "scenario --scenario (default: every default scenario), against every default "
         "property and each --property. With FILE: check the kvmsim Model defined at module "
-        "level in FILE.py (name it with :NAME when the file defines several). Loading a file "
-        "(FILE, or --variant FILE.py) runs its code, like `python FILE.py` would: check only "
-        "files you trust.",
+        "level in FILE.py (name it with :NAME when the file defines several). Warning: loading "
+        "a file (FILE, or --variant FILE.py) runs its code with your permissions, as `python "
+        "FILE.py` would; a file can be written to do anything when loaded. Never check a file "
+        "from a source you do not trust.",
         epilog=EXIT_EPILOG,
     )
     chk.add_argument(
