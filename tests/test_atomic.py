@@ -106,3 +106,18 @@ def test_no_module_writes_files_another_way() -> None:
             if pattern.search(line) and "atomic." not in line:
                 offenders.append(f"{file.relative_to(SRC)}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_write_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "state.bin"
+    atomic.write_bytes(path, b"\x00\x01old")
+    assert path.read_bytes() == b"\x00\x01old"
+
+    def fail(*_a: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        atomic.write_bytes(path, b"new")
+    assert path.read_bytes() == b"\x00\x01old"
+    assert os.listdir(tmp_path) == ["state.bin"]

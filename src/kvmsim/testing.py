@@ -85,6 +85,9 @@ class Kvmsim:
     def __init__(self, base: Path) -> None:
         self.base = base
 
+    def __repr__(self) -> str:
+        return f"<kvmsim fixture: paths relative to {self.base}>"
+
     def check(
         self,
         target: str | Model,
