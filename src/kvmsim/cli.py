@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich import box
 from rich.console import Console
@@ -757,6 +757,11 @@ def demo_study(args: argparse.Namespace) -> int:
     """``kvmsim demo --all``: every textbook model against its documented verdict."""
     from .study import SUMMARY_COLUMNS, Entry, run_study, study_models, summary_rows, write_study
 
+    if args.trace_out or args.html:
+        raise UsageError("--trace-out and --html apply to one demo, not to --all")
+    from .cli_replay import check_trace_options
+
+    check_trace_options(args)  # --junit's folder
     args.out = args.out or "kvmsim-demos"
     out = Path(args.out)
     try:
@@ -783,6 +788,8 @@ def demo_study(args: argparse.Namespace) -> int:
         md, js = write_study(study, out)
     except OSError as exc:
         raise UsageError(f"cannot write the study to {args.out}: {exc.strerror or exc}") from None
+    if args.junit:
+        _write_demo_junit(args.junit, study)
     if args.json:
         print(dumps(study.as_dict()))
     else:
@@ -802,6 +809,32 @@ def demo_study(args: argparse.Namespace) -> int:
         print("kvmsim: interrupted: incomplete", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_HOLDS if study.all_matched else EXIT_VIOLATED
+
+
+def _write_demo_junit(path: str, study: Any) -> None:
+    """demo --all as JUnit: a demo passes when it matched its expected verdict."""
+    from dataclasses import replace
+
+    from .cli_replay import Subject, junit_case
+    from .replay import ModelRef
+    from .report.junit import FAILURE, PASSED, write_junit
+
+    cases = []
+    for row in study.rows:
+        case = junit_case(Subject(ModelRef("demo", row.model.name), row.model), row.result)
+        report = case.text or case.output
+        if row.matched:
+            case = replace(case, outcome=PASSED, message="", kind="", text="", output=report)
+        else:
+            message = f"expected {row.model.expect}: {row.why}" if row.why else case.message
+            case = replace(
+                case, outcome=FAILURE, message=message, kind="expectation", text=report, output=""
+            )
+        cases.append(case)
+    try:
+        write_junit(path, "kvmsim demo --all", cases)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from kvmsim import study as study_module
 from kvmsim.cli import main
 from kvmsim.cli_study import study_cases
+from kvmsim.demos import DEMOS
 from kvmsim.jobs import Broken, CheckSummary, Job
 from kvmsim.kvm_study import Study
 from kvmsim.report.junit import ERROR, FAILURE, PASSED, SKIPPED, Case, render
+from kvmsim.study import Entry
 
 MUTANTS = Path(__file__).resolve().parent.parent / "kernel" / "mutants.py"
 
@@ -248,3 +251,29 @@ def test_junit_into_a_missing_folder_is_refused_before_the_search(
     )
     assert code == 2
     assert err.startswith("kvmsim: error: --junit") and "no such folder" in err
+
+
+def test_demo_all_passes_a_demo_that_matched_its_expected_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def models() -> list[Entry]:
+        wrong = DEMOS["peterson"]
+        bad = type(wrong)(wrong.name, wrong.description, "violates: mutual exclusion")
+        bad._setup, bad.properties = wrong._setup, wrong.properties
+        return [Entry(DEMOS["broken-lock"]), Entry(bad)]
+
+    monkeypatch.setattr(study_module, "study_models", models)
+    out = tmp_path / "demos.xml"
+    code, _ = check(
+        tmp_path, capsys, "demo", "--all", "--quiet", "--out", str(tmp_path), "--junit", str(out)
+    )
+    assert code == 1
+    suite = parse(out)
+    broken_lock, peterson = suite.findall("testcase")
+    assert outcome(broken_lock) == PASSED  # its violation is the expected verdict
+    assert "counterexample 1 of 1: mutual exclusion" in (broken_lock.findtext("system-out") or "")
+    failure = peterson.find("failure")
+    assert failure is not None and failure.get("type") == "expectation"
+    assert (failure.get("message") or "").startswith("expected violates: mutual exclusion: ")
+    code, err = check(tmp_path, capsys, "demo", "--all", "--html", str(tmp_path / "r.html"))
+    assert code == 2 and "apply to one demo, not to --all" in err
