@@ -262,11 +262,30 @@ def test_a_step_stuck_in_a_helper_function_is_stopped(
         tmp_path,
         capsys,
         ["check", str(path)],
-        [f"{path}:", "a step has run for more than 0.3 s", "never ends", "yield from"],
+        [f"{path}:", "the model's code has run for more than 0.3 s", "never ends", "yield from"],
         one_of=[f"{path}:8:", f"{path}:9:"],  # the loop's test or its body
     )
     assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL  # put back as it was
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_an_invariant_that_never_returns_is_stopped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watchdog, "STEP_SECONDS", 0.3)
+    path = tmp_path / "model.py"
+    source = actor_model("def actor(w):\n    w.n += 1\n    yield 'a'\n").replace(
+        "    return w.n < 100", "    while w.n > 0:\n        pass\n    return True"
+    )
+    path.write_text(source)
+    line = source.splitlines().index("    while w.n > 0:") + 1
+    refused(
+        tmp_path,
+        capsys,
+        ["check", str(path)],
+        ["the model's code has run for more than 0.3 s", "never ends"],
+        one_of=[f"{path}:{line}:", f"{path}:{line + 1}:"],
+    )
 
 
 def test_the_watchdog_lets_a_search_of_many_short_steps_run() -> None:

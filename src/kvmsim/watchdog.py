@@ -1,8 +1,8 @@
-"""A watchdog for steps stuck in plain Python code.
+"""A watchdog for steps (and invariants) stuck in plain Python code.
 
 The engine's block budget (``STEP_BUDGET``) catches a loop between two yields of an actor,
-but not a loop inside an ordinary function a step calls, or a ``while`` in a helper that never
-yields: such a step would hang the search forever. While a check runs, the watchdog ticks
+but not a loop inside an ordinary function a step calls, or in an invariant: such code would
+hang the search forever. While a check runs, the watchdog ticks
 every ``seconds`` (``SIGALRM``); when a tick finds the step it saw at the previous tick still
 running, it raises ``ModelError`` from inside that step, naming the file and line the step is
 stuck at. The step's effects are undone and the command reports a one-line error.
@@ -51,9 +51,10 @@ def step_watchdog(seconds: float | None = None) -> Iterator[None]:
             seen[0] = CLOCK.started
             return
         raise ModelError(
-            f"{_user_location(frame)}: a step has run for more than {interval:g} s without "
-            "reaching a yield: a loop in the code it calls never ends; make the loop end, or "
-            "make it a generator the actor runs with `yield from` so each pass is a step"
+            f"{_user_location(frame)}: the model's code has run for more than {interval:g} s "
+            "without returning (a step that never reaches a yield, or an invariant that never "
+            "returns): a loop in it never ends; make the loop end, or, in a step, make it a "
+            "generator the actor runs with `yield from` so each pass is a step"
         )
 
     previous = signal.signal(signal.SIGALRM, tick)

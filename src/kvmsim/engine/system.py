@@ -27,9 +27,10 @@ STEP_BUDGET = 100_000  # blocks one step may run before it is declared non-termi
 
 
 class StepClock:
-    """Steps started and finished in this process: a watchdog (kvmsim.watchdog) that sees
-    the same step still running twice in a row has found a step stuck in plain Python code,
-    where the block budget cannot see it (a helper function's endless loop)."""
+    """Steps (and invariant evaluations) started and finished in this process: a watchdog
+    (kvmsim.watchdog) that sees the same one still running twice in a row has found the
+    model's code stuck in plain Python, where the block budget cannot see it (a helper
+    function's or an invariant's endless loop)."""
 
     __slots__ = ("started", "finished")
 
@@ -347,15 +348,21 @@ class System:
         """[(property, message)] for every invariant false in state (world must be loaded)."""
         self.world.load(state[0])
         bad = []
+        clock = CLOCK
         for prop in self.model.invariants:
             assert prop.check is not None
+            clock.started += 1  # the watchdog sees an invariant that never returns too
             try:
                 ok = prop.check(self.root)
+            except ModelError:  # the watchdog stopped it: the message says where
+                raise
             except Exception as exc:  # an invariant that raises is a broken model
                 raise ModelError(
                     f"invariant {prop.name!r} raised {type(exc).__name__}: {exc}\n"
                     + "".join(traceback.format_exception(exc)[-2:])
                 ) from None
+            finally:
+                clock.finished = clock.started
             if not ok:
                 bad.append((prop.name, prop.description))
         return bad
