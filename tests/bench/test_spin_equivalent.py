@@ -45,7 +45,7 @@ def kvmsim(p: Params) -> Result:
 
 
 def pan(p: Params, *extra: str, text: str | None = None) -> PanResult:
-    out = run_pan(p.spin_defines() + list(extra), pml_text=text)
+    out = run_pan(p.spin_defines() + list(extra), pml_text=text, optimize="-O0")
     assert out.complete, out.output
     return out
 
@@ -85,7 +85,7 @@ def test_watchdog_states_are_kvmsims_terminal_states() -> None:
     [
         (Params(nv=1, reload_retry=False), RELOAD_RETRY, "not virtualized", "notvirt_check"),
         (
-            Params(nv=2, acc=1, virt="never", fault_retry=False),
+            Params(nv=2, acc=1, virt="never", opkind=2, fault_retry=False),
             FAULT_RETRY,
             "use-after-free",
             "uaf_check",
@@ -115,7 +115,10 @@ def test_mutants_violate_in_both(p: Params, patch: str, prop: str, check_off: st
 
 @pytest.mark.parametrize(
     "p",
-    [Params(nv=2, acc=1, virt="never", opkind=2), Params(nv=2, acc=1, fault_retry=False)],
+    [
+        Params(nv=2, acc=1, virt="never", opkind=2),
+        Params(nv=2, acc=1, virt="never", opkind=2, fault_retry=False),
+    ],
     ids=lambda p: p.label(),
 )
 def test_any_order_kicks_over_approximates(p: Params) -> None:
