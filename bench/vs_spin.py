@@ -6,7 +6,9 @@
 
 Per configuration (NVxNOPS) it runs ``spin -a``, ``gcc -DNOREDUCE -DSAFETY`` and ``pan``,
 then kvmsim in a child process (so its peak memory is its own), and prints states,
-transitions, seconds (SPIN's compile separately and included), peak memory and the ratios.
+transitions, seconds (SPIN's compile separately and included; wall clock, and the CPU time
+of all the run's processes, which other load on the machine does not inflate), peak memory
+and the ratios.
 Each run is bounded (--timeout, --max-states, --memory-mb) and reported as unfinished when
 it hits a bound. kvmsim's counts are also checked against pan's by the pml header's formula
 (column "same"). The last line is ``ratio kvmsim/spin at 2 vCPUs x 2 ops: R``, time to
@@ -57,6 +59,7 @@ class Run:
     compile_seconds: float = 0.0
     search_seconds: float = 0.0
     total_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + system CPU of every process of the run, all included
     memory_mb: float = 0.0
     verdict: str = ""
     finished: bool = False
@@ -96,7 +99,7 @@ def run_kvmsim(p: Params, col: Column, timeout: float, memory_mb: int) -> Run:
     """kvmsim on p in a child process; wall time includes the interpreter's start."""
     job = {"params": asdict(p) | col.model, "options": col.options, "timeout": timeout}
     job["memory_mb"] = memory_mb
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu()
     try:
         proc = subprocess.run(
             [sys.executable, __file__, "--child", json.dumps(job)],
@@ -113,7 +116,15 @@ def run_kvmsim(p: Params, col: Column, timeout: float, memory_mb: int) -> Run:
         return Run(col.name, total_seconds=wall, note=f"failed: {tail}")
     run = Run(**json.loads(lines[-1]))
     run.total_seconds = wall
+    run.cpu_seconds = _children_cpu() - cpu
     return run
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children: a cost that does not depend on
+    what else the machine runs, unlike wall-clock time."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _child(job: dict[str, Any]) -> None:
@@ -154,20 +165,24 @@ def _child(job: dict[str, Any]) -> None:
 
 
 def run_spin(p: Params, timeout: float, memory_mb: int) -> Run:
+    cpu = _children_cpu()
     out = run_pan(p.spin_defines(), timeout=timeout, memory_limit_mb=memory_mb)
     verdict = ("violated" if out.errors else "holds") if out.complete else ""
-    return Run(
+    run = Run(
         "spin",
         out.states,
         out.transitions,
         out.compile_seconds,
         out.search_seconds,
         out.total_seconds,
+        0.0,
         out.memory_mb,
         verdict,
         out.complete,
         out.note,
     )
+    run.cpu_seconds = _children_cpu() - cpu
+    return run
 
 
 def same_space(p: Params, col: Column, k: Run, s: Run) -> str:
@@ -184,7 +199,7 @@ def fmt_row(config: str, r: Run) -> str:
     return (
         f"{config:<6} {r.checker:<12} {r.states:>12,} {r.transitions:>12,} "
         f"{r.compile_seconds:>8.2f} {r.search_seconds:>9.2f} {r.total_seconds:>9.2f} "
-        f"{r.memory_mb:>9.1f} {r.same:>5}  {state}"
+        f"{r.cpu_seconds:>8.2f} {r.memory_mb:>9.1f} {r.same:>5}  {state}"
     )
 
 
@@ -217,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SPIN not run: {missing}")
     print(
         f"{'config':<6} {'checker':<12} {'states':>12} {'transitions':>12} {'compile':>8} "
-        f"{'search s':>9} {'total s':>9} {'peak MB':>9} {'same':>5}  verdict"
+        f"{'search s':>9} {'total s':>9} {'CPU s':>8} {'peak MB':>9} {'same':>5}  verdict"
     )
     headline = "not measured (add 2x2 to --configs)"
     for p in params:
@@ -253,12 +268,19 @@ def time_ratio(k: Run, s: Run) -> str:
     return f"{r:.1f}" if k.finished else f">= {r:.1f} (kvmsim unfinished: {k.note})"
 
 
+def cpu_ratio(k: Run, s: Run) -> str:
+    if not (k.finished and s.finished and s.cpu_seconds):
+        return "?"
+    return f"{k.cpu_seconds / s.cpu_seconds:.1f}"
+
+
 def ratios(name: str, k: Run, s: Run) -> str:
     states = f"{k.states / s.states:.2f}" if s.states else "?"
     mem = f"{k.memory_mb / s.memory_mb:.1f}" if s.memory_mb else "?"
     speed = k.states / k.search_seconds if k.search_seconds else 0.0
     return (
-        f"{name}/spin: states {states}, time to verdict {time_ratio(k, s)}, "
+        f"{name}/spin: states {states}, time to verdict {time_ratio(k, s)} "
+        f"(CPU {cpu_ratio(k, s)}), "
         f"search only {k.search_seconds / max(s.search_seconds, 1e-3):.1f}, memory {mem}; "
         f"{name} {speed:,.0f} states/s"
     )
