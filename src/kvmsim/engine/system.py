@@ -42,9 +42,10 @@ class StepClock:
 CLOCK = StepClock()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
-    """What one step did. kind: ok, blocked, assertion, error."""
+    """What one step did. kind: ok, blocked, assertion, error. (Not frozen: a frozen
+    dataclass pays an object.__setattr__ per field, and one is made per transition.)"""
 
     kind: str
     state: State | None = None
@@ -166,7 +167,11 @@ class System:
         frames_in = state[1][actor]
         assert frames_in is not None
         self.world.load(state[0])
-        frames: list[list[Any]] = [[f, pc, list(values)] for f, pc, values in frames_in]
+        # Only the innermost frame is copied; a caller's frame is copied when a return
+        # reaches it, and the callers below that (frames_in[:below]) stay shared.
+        below = len(frames_in) - 1
+        top = frames_in[below]
+        frames: list[list[Any]] = [[top[0], top[1], list(top[2])]]
         SCRIPT.reset(choices)
         SCRIPT.actor = self.actors[actor].name
         programs = self._programs
@@ -198,9 +203,13 @@ class System:
                 elif kind == RETURN:
                     frames.pop()
                     if not frames:
-                        finished = True
-                        label = "return"
-                        break
+                        if not below:
+                            finished = True
+                            label = "return"
+                            break
+                        below -= 1
+                        caller = frames_in[below]
+                        frames.append([caller[0], caller[1], list(caller[2])])
                     sent = act[1]
                 budget -= 1
                 if budget == 0:
@@ -223,7 +232,7 @@ class System:
             return Outcome(
                 "property",
                 message=exc.message,
-                stack=_stack_names(frames),
+                stack=_stack_names(frames_in[:below], frames),
                 choices=tuple(SCRIPT.made),
                 line=_failure_line(exc),
                 prop=exc.prop,
@@ -234,7 +243,7 @@ class System:
             return Outcome(
                 "assertion",
                 message=str(exc) or "assertion failed",
-                stack=_stack_names(frames),
+                stack=_stack_names(frames_in[:below], frames),
                 choices=tuple(SCRIPT.made),
                 line=_failure_line(exc),
             )
@@ -246,18 +255,18 @@ class System:
             return Outcome(
                 "error",
                 message=f"{type(exc).__name__}: {exc}",
-                stack=_stack_names(frames),
+                stack=_stack_names(frames_in[:below], frames),
                 choices=tuple(SCRIPT.made),
                 line=_failure_line(exc),
             )
         world = self.world.snapshot(state[0])
         self.world.loaded = world
-        stack = _stack_names(frames) if detail else ()
+        stack = _stack_names(frames_in[:below], frames) if detail else ()
         line = self._yield_line(frames) if detail else ""
         if finished:
             new_frames: ActorState = None
         else:
-            new_frames = tuple(_freeze(f, self.program(f[0])) for f in frames)
+            new_frames = frames_in[:below] + tuple(_freeze(f, self.program(f[0])) for f in frames)
         actors = state[1][:actor] + (new_frames,) + state[1][actor + 1 :]
         new_state = (world, actors)
         self._made = (new_state, actor, frames)  # for validate_state's messages
@@ -346,10 +355,13 @@ class System:
 
     def check_invariants(self, state: State) -> list[tuple[str, str]]:
         """[(property, message)] for every invariant false in state (world must be loaded)."""
+        invariants = self.model.invariants
+        if not invariants:
+            return []  # nothing to load the state for
         self.world.load(state[0])
         bad = []
         clock = CLOCK
-        for prop in self.model.invariants:
+        for prop in invariants:
             assert prop.check is not None
             clock.started += 1  # the watchdog sees an invariant that never returns too
             try:
@@ -394,8 +406,8 @@ def _freeze(fr: list[Any], prog: Program) -> Frame:
     return (func, pc, tuple(values))
 
 
-def _stack_names(frames: list[list[Any]]) -> tuple[str, ...]:
-    return tuple(f[0].__name__ for f in frames)
+def _stack_names(callers: tuple[Frame, ...], frames: list[list[Any]]) -> tuple[str, ...]:
+    return tuple(f[0].__name__ for f in callers) + tuple(f[0].__name__ for f in frames)
 
 
 def _failure_line(exc: BaseException) -> str:
