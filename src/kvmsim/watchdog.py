@@ -2,13 +2,14 @@
 
 The engine's block budget (``STEP_BUDGET``) catches a loop between two yields of an actor,
 but not a loop inside an ordinary function a step calls, or in an invariant: such code would
-hang the search forever. While a check runs, the watchdog ticks
-every ``seconds`` (``SIGALRM``); when a tick finds the step it saw at the previous tick still
-running, it raises ``ModelError`` from inside that step, naming the file and line the step is
-stuck at. The step's effects are undone and the command reports a one-line error.
+hang the search forever. While a check runs, the watchdog ticks every ``seconds`` of the
+process's own CPU time (``SIGVTALRM``: a busy machine that deschedules the search never looks
+like a stuck step); when a tick finds the step it saw at the previous tick still running, it
+raises ``ModelError`` from inside that step, naming the file and line the step is stuck at.
+The step's effects are undone and the command reports a one-line error.
 
-It runs only in the main thread and only when nothing else uses ``SIGALRM`` (pytest-timeout,
-say): otherwise it stays off, and such a step is left to the user's Ctrl-C.
+It runs only in the main thread and only when nothing else uses ``SIGVTALRM``: otherwise it
+stays off, and such a step is left to the user's Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from types import FrameType
 from .engine import ModelError
 from .engine.system import CLOCK
 
-STEP_SECONDS = 20.0  # a step still running at two ticks this far apart is stuck
+STEP_SECONDS = 20.0  # a step still running at two ticks this much CPU time apart is stuck
 
 _ENGINE = str(Path(__file__).resolve().parent)
 
@@ -35,8 +36,8 @@ def step_watchdog(seconds: float | None = None) -> Iterator[None]:
     usable = (
         hasattr(signal, "setitimer")
         and threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
-        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        and signal.getsignal(signal.SIGVTALRM) in (signal.SIG_DFL, None)
+        and signal.getitimer(signal.ITIMER_VIRTUAL) == (0.0, 0.0)
     )
     if not usable:
         yield
@@ -57,13 +58,13 @@ def step_watchdog(seconds: float | None = None) -> Iterator[None]:
             "generator the actor runs with `yield from` so each pass is a step"
         )
 
-    previous = signal.signal(signal.SIGALRM, tick)
-    signal.setitimer(signal.ITIMER_REAL, interval, interval)
+    previous = signal.signal(signal.SIGVTALRM, tick)
+    signal.setitimer(signal.ITIMER_VIRTUAL, interval, interval)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0.0, 0.0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0.0, 0.0)
+        signal.signal(signal.SIGVTALRM, previous)
 
 
 def _user_location(frame: FrameType | None) -> str:
