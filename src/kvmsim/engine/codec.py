@@ -29,7 +29,7 @@ from .system import ActorState, State, System
 from .world import ModelError, Struct
 
 MARSHAL_VERSION = 2  # format 2: no references, so the bytes depend on values alone
-CACHE_SIZE = 1 << 16  # parts cached per generation (two generations are kept)
+CACHE_SIZE = 1 << 14  # parts cached per generation (two generations are kept)
 _SCALARS = frozenset({int, str, bool, float, bytes, complex, type(None)})
 
 _SKIP = tuple(
@@ -46,31 +46,28 @@ def fingerprint_bytes(data: bytes) -> int:
 
 
 class _Cache:
-    """A bounded identity cache of two generations: the live one is moved to the old one
+    """A bounded cache of two generations, keyed by value: the live one becomes the old one
     when full, so what is in use stays and the rest is dropped a generation later."""
 
     __slots__ = ("new", "old")
 
     def __init__(self) -> None:
-        self.new: dict[int, tuple[Any, Any]] = {}
-        self.old: dict[int, tuple[Any, Any]] = {}
+        self.new: dict[Any, Any] = {}
+        self.old: dict[Any, Any] = {}
 
-    def get(self, obj: Any) -> Any:
-        key = id(obj)
+    def get(self, key: Any) -> Any:
         hit = self.new.get(key)
-        if hit is not None and hit[0] is obj:
-            return hit[1]
-        hit = self.old.get(key)
-        if hit is not None and hit[0] is obj:
-            self.put(obj, hit[1])
-            return hit[1]
-        return None
+        if hit is None:
+            hit = self.old.get(key)
+            if hit is not None:
+                self.put(key, hit)
+        return hit
 
-    def put(self, obj: Any, value: Any) -> None:
+    def put(self, key: Any, value: Any) -> None:
         if len(self.new) >= CACHE_SIZE:
             self.old = self.new
             self.new = {}
-        self.new[id(obj)] = (obj, value)  # the entry keeps obj alive, so its id stays its own
+        self.new[key] = value
 
 
 class StateCodec:
@@ -80,7 +77,10 @@ class StateCodec:
         self.system = system
         self.objects = system.world.objects
         self.nobjects = len(self.objects)
-        self._struct_index = {id(o): i for i, o in enumerate(self.objects)}
+        # Values encoded by identity, as plain data: the world's Structs and UNSET (the
+        # objects are alive for the codec's life, so their ids cannot be reused)
+        self._atoms: dict[int, Any] = {id(o): ["s", i] for i, o in enumerate(self.objects)}
+        self._atoms[id(UNSET)] = ["u"]
         self._func_key: dict[int, tuple[FunctionType, str]] = {}
         self._key_func: dict[str, FunctionType] = {}
         self._classes: dict[str, type] = {}
@@ -96,9 +96,9 @@ class StateCodec:
         new = cache.new
         parts: list[bytes] = []
         for objs in state[0]:
-            hit = new.get(id(objs))
-            if hit is not None and hit[0] is objs:
-                parts.append(hit[1])
+            data = new.get(objs)
+            if data is not None:
+                parts.append(data)
                 continue
             data = cache.get(objs)
             if data is None:
@@ -108,6 +108,10 @@ class StateCodec:
         for frames in state[1]:
             if frames is None:
                 parts.append(b"")
+                continue
+            data = new.get(frames)
+            if data is not None:
+                parts.append(data)
                 continue
             data = cache.get(frames)
             if data is None:
@@ -143,24 +147,19 @@ class StateCodec:
         t = type(v)
         if t in _SCALARS:
             return v
+        atom = self._atoms.get(id(v))  # a Struct of the world, UNSET, a known function
+        if atom is not None:
+            return atom
         if t is tuple:
-            for x in v:
-                if type(x) not in _SCALARS:
-                    return tuple([self._plain(x) for x in v])
-            return v
+            return tuple([x if type(x) in _SCALARS else self._plain(x) for x in v])
         if t is frozenset:
             items = [self._plain(x) for x in v]
             items.sort(key=_marshalled)
             return ["f", *items]
         if isinstance(v, Struct):
-            idx = self._struct_index.get(id(v))
-            if idx is None:
-                raise ModelError(f"a state refers to a {t.__name__} that is not in the world")
-            return ["s", idx]
+            raise ModelError(f"a state refers to a {t.__name__} that is not in the world")
         if isinstance(v, enum.Enum):
             return ["e", self._class_key(t), v.name]
-        if v is UNSET:
-            return ["u"]
         if t is FunctionType:
             return ["F", self._function_key(v)]
         if t is MethodType and isinstance(v.__self__, Struct):

@@ -23,8 +23,12 @@ from typing import Any
 from .costs import CostGraph, CostRange
 from .liveness import find_fair_lasso
 from .model import Model
+from .store import STORES, FingerprintGraph, Graph, describe_probability
 from .system import Outcome, State, System
 from .trace import Path, Trace, replay
+from .world import ModelError
+
+AnyGraph = Graph | FingerprintGraph
 
 VALIDATE_STATES = 2000  # the first states are checked in full for mutable or stray values
 
@@ -52,6 +56,9 @@ class Options:
     # bfs: among the shortest counterexamples of a property, report one with the fewest
     # context switches (changes of acting actor between consecutive steps)
     simplest: bool = True
+    # bfs: "full" keeps every state; "fingerprint" keeps 64-bit fingerprints of them (about
+    # 30 bytes a state, a tiny chance of omitting one; see store.py)
+    store: str = "full"
 
 
 @dataclass
@@ -128,6 +135,8 @@ class Result:
     terminal: list[dict[str, Any]] = field(default_factory=list)
     # With Options(costs=True) after an exhaustive search: every cost's exact range.
     costs: dict[str, CostRange] = field(default_factory=dict)
+    # bfs with the fingerprint store: an upper bound on the chance a collision omitted a state
+    collision_probability: float | None = None
 
     @property
     def holds(self) -> bool:
@@ -171,6 +180,11 @@ class Result:
             "stats": self.stats.as_dict(),
             "notes": self.notes,
             **({"costs": {k: c.as_dict() for k, c in self.costs.items()}} if self.costs else {}),
+            **(
+                {"collision_probability": self.collision_probability}
+                if self.collision_probability is not None
+                else {}
+            ),
         }
 
 
@@ -194,6 +208,7 @@ class _Search:
         # bfs: every way found to violate a property at its shortest length (see _simplest)
         self.endpoints: dict[str, list[Endpoint]] = {}
         self.expanded = 0  # bfs: states 0 .. expanded-1 have had all their successors explored
+        self.collision_probability: float | None = None  # bfs with the fingerprint store
 
     # -- recording ----------------------------------------------------------------------
     def record(
@@ -335,6 +350,7 @@ class _Search:
             self.notes,
             [self.system.world.describe(st[0]) for st in self.terminal],
             self._cost_figures(),
+            self.collision_probability,
         )
 
     def _cost_figures(self) -> dict[str, CostRange]:
@@ -365,46 +381,6 @@ def check(model: Model, options: Options | None = None) -> Result:
 # -- breadth-first ---------------------------------------------------------------------
 
 
-class _Graph:
-    """The states found so far, numbered in discovery order, and how each was reached.
-
-    parent/via give a path from the initial state to every state (the first one found by
-    breadth-first search, so a shortest one). With keep_graph, every transition and each
-    state's set of enabled actors are kept too, for the liveness check.
-    """
-
-    def __init__(self, initial: State, keep_graph: bool) -> None:
-        self.index: dict[State, int] = {initial: 0}
-        self.parent = [-1]
-        self.via: list[tuple[int, tuple[int, ...]]] = [(-1, ())]
-        self.depth = [0]
-        self.keep_graph = keep_graph
-        self.edges: list[list[tuple[int, int, tuple[int, ...]]]] = [[]] if keep_graph else []
-        self.enabled: list[int] = [0] if keep_graph else []
-        self.weights: list[list[dict[str, int] | None]] = [[]] if keep_graph else []
-        self.final: set[int] = set()
-
-    def add(self, state: State, parent: int, step: tuple[int, tuple[int, ...]]) -> int:
-        idx = len(self.parent)
-        self.index[state] = idx
-        self.parent.append(parent)
-        self.via.append(step)
-        self.depth.append(self.depth[parent] + 1)
-        if self.keep_graph:
-            self.edges.append([])
-            self.enabled.append(0)
-            self.weights.append([])
-        return idx
-
-    def path_to(self, i: int) -> Path:
-        out: Path = []
-        while i > 0:
-            out.append(self.via[i])
-            i = self.parent[i]
-        out.reverse()
-        return out
-
-
 def _expandable(s: _Search, state: State) -> bool:
     """Whether some actor can take a step in state (a blocked step is no step)."""
     return any(out.kind != "blocked" for _, _, out in s.system.successors(state))
@@ -414,8 +390,8 @@ def _bfs(s: _Search) -> None:
     sys = s.system
     opt = s.opt
     must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
-    g = _Graph(sys.initial, opt.costs or (opt.liveness and bool(must_finish)))
-    index, depth = g.index, g.depth
+    g = _new_graph(s, opt.costs or (opt.liveness and bool(must_finish)))
+    find, depth = g.find, g.depth
     state_cost = s.model.state_cost if opt.costs else None
     s.stats.states = 1
     s.on_new_state(sys.initial, lambda: [])
@@ -460,8 +436,8 @@ def _bfs(s: _Search) -> None:
             child = out.state
             assert child is not None
             try:
-                cidx = index.get(child)
-            except TypeError:
+                cidx = find(child)
+            except (TypeError, ModelError):
                 s.unhashable(child)
                 raise
             if cidx is None:
@@ -481,17 +457,46 @@ def _bfs(s: _Search) -> None:
             g.enabled[idx] = mask
         if not mask:
             s.on_stuck(state, lambda i=idx: g.path_to(i), (idx, d))  # type: ignore[misc]
-            if not sys.unfinished(state):
+            if g.keep_graph and not sys.unfinished(state):
                 g.final.add(idx)
         s.tick(d, len(queue))
     if queue:
         s.exhaustive = False
         s.bound = s.bound or "stopped at first violation"
+    _note_store(s, g)
     if opt.simplest:
         _simplest(s, g)
     _check_progress(s, g, must_finish)
     if opt.costs:
         _compute_costs(s, g)
+
+
+def _new_graph(s: _Search, keep_graph: bool) -> AnyGraph:
+    """The store the options ask for; the full one when the stored graph is needed."""
+    opt, sys = s.opt, s.system
+    if opt.store not in STORES:
+        raise ValueError(f"unknown store {opt.store!r} (full or fingerprint)")
+    if opt.store == "full":
+        return Graph(sys.initial, keep_graph)
+    if keep_graph:
+        need = "exact cost ranges" if opt.costs else "the progress check of must-finish actors"
+        s.notes.append(
+            f"the full store was used instead of fingerprints: {need} needs every transition"
+        )
+        return Graph(sys.initial, keep_graph)
+    return FingerprintGraph(sys, sys.initial)
+
+
+def _note_store(s: _Search, g: AnyGraph) -> None:
+    """With fingerprints, the chance that a collision omitted a state (as TLC reports it)."""
+    if isinstance(g, FingerprintGraph):
+        p = g.collision_probability(s.stats.transitions)
+        s.collision_probability = p
+        s.notes.append(
+            f"fingerprint store: {len(g):,} states kept as 64-bit fingerprints "
+            f"({g.nbytes() / max(1, len(g)):.0f} bytes a state); probability that a "
+            f"fingerprint collision omitted a state: at most {describe_probability(p)}"
+        )
 
 
 def switches(path: Path) -> int:
@@ -503,7 +508,7 @@ def _lowest(mask: int) -> int:
     return (mask & -mask).bit_length() - 1
 
 
-def _simplest(s: _Search, g: _Graph) -> None:
+def _simplest(s: _Search, g: AnyGraph) -> None:
     """Replace each bfs counterexample by one of the same length with the fewest context
     switches, among every violation of the same property at that length the search saw.
 
@@ -552,11 +557,11 @@ def _simplest(s: _Search, g: _Graph) -> None:
             edges = [(c, a, sc) for c, a, sc in g.edges[idx] if depth[c] == k1]
         else:
             if keys is None:
-                keys = list(islice(g.index, below))
+                keys = _states_below(s, g, below)
             edges = []
             for a, sc, out in sys.successors(keys[idx]):
                 if out.kind == "ok" and out.state is not None:
-                    c = g.index.get(out.state)
+                    c = g.find(out.state)
                     if c is not None and depth[c] == k1:
                         edges.append((c, a, sc))
         ups.append(edges)
@@ -610,6 +615,33 @@ def _simplest(s: _Search, g: _Graph) -> None:
         s.found[prop] = (kind, message, path, desc, loop)
 
 
+def _states_below(s: _Search, g: AnyGraph, below: int) -> list[State]:
+    """States 0 .. below-1: from the full store, or rebuilt layer by layer by expanding each
+    layer again (a fingerprint store keeps no states; layer k + 1 is every successor of layer
+    k first found at depth k + 1, in index order)."""
+    if isinstance(g, Graph):
+        return list(islice(g.index, below))
+    sys = s.system
+    states = [sys.initial]
+    start = 0
+    while len(states) < below:
+        layer_end = len(states)
+        k1 = g.depth[start] + 1
+        found: dict[int, State] = {}
+        for state in states[start:layer_end]:
+            for _a, _sc, out in sys.successors(state):
+                if out.kind == "ok" and out.state is not None:
+                    c = g.find(out.state)
+                    if c is not None and g.depth[c] == k1 and c not in found:
+                        found[c] = out.state
+        if not found:
+            break
+        assert min(found) == layer_end and max(found) == layer_end + len(found) - 1
+        states.extend(found[c] for c in sorted(found))
+        start = layer_end
+    return states[:below]
+
+
 def _edge_cost(base: dict[str, int], events: tuple[str, ...]) -> dict[str, int] | None:
     if not base and not events:
         return None
@@ -619,7 +651,7 @@ def _edge_cost(base: dict[str, int], events: tuple[str, ...]) -> dict[str, int] 
     return w
 
 
-def _compute_costs(s: _Search, g: _Graph) -> None:
+def _compute_costs(s: _Search, g: AnyGraph) -> None:
     """Exact cost ranges, only over a complete graph (a bounded one would understate)."""
     if not (s.exhaustive and not s.interrupted):
         s.notes.append("cost figures not computed: the search is not exhaustive")
@@ -631,7 +663,7 @@ def _compute_costs(s: _Search, g: _Graph) -> None:
             s.costs[metric] = figure
 
 
-def _check_progress(s: _Search, g: _Graph, must_finish: list[int]) -> None:
+def _check_progress(s: _Search, g: AnyGraph, must_finish: list[int]) -> None:
     """Look for a weakly fair cycle that starves a must-finish actor, on the whole graph."""
     if not must_finish:
         return
@@ -645,7 +677,8 @@ def _check_progress(s: _Search, g: _Graph, must_finish: list[int]) -> None:
     if s.done():
         return
     sys = s.system
-    states = list(g.index)  # insertion order is index order
+    states = g.states()  # insertion order is index order
+    assert states is not None
     for a in must_finish:
         name = sys.actors[a].name
         unfinished = [st[1][a] is not None for st in states]
@@ -690,7 +723,7 @@ def _dfs(s: _Search) -> None:
     opt = s.opt
     bounded = opt.max_depth is not None
     must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
-    g = _Graph(sys.initial, opt.liveness and bool(must_finish) and not bounded)
+    g = Graph(sys.initial, opt.liveness and bool(must_finish) and not bounded)
     index, depth = g.index, g.depth
     s.stats.states = 1
     path: Path = []  # the steps that led to the top of the stack
