@@ -29,6 +29,7 @@ from .cli import (
     options_from,
     split_target,
 )
+from .cli_longrun import attach_identity, refuse_used_directory, report_checkpoint
 from .cli_replay import Subject, check_trace_options, json_with_traces, write_outputs
 from .engine import CompileError, Model, ModelError, Options, Result
 from .machine import build_model
@@ -275,6 +276,9 @@ def check_builtin(args: argparse.Namespace) -> int:
     variant = resolve_variant(args.variant)
     scenarios = resolve_scenarios(args.scenario)
     extra = resolve_properties(args.property)
+    if args.checkpoint is not None and len(scenarios) > 1:
+        raise UsageError("--checkpoint needs one model: name the scenario with --scenario")
+    refuse_used_directory(args)
     models = [(s, build(variant, s, extra)) for s in scenarios]
     console = _stdout_console()
     results: list[tuple[Scenario, Model, Options, Result]] = []
@@ -282,7 +286,10 @@ def check_builtin(args: argparse.Namespace) -> int:
     for scenario, model in models:
         with LiveProgress(model.name, args.mode, enabled=wanted(args.quiet)) as progress:
             options = options_from(args, progress)
+            ref = ModelRef("kvm", args.variant or DEFAULT_VARIANT, scenario.name, extra=extra)
+            attach_identity(options, ref, model)
             result = explain(guarded_check(model, options))
+        report_checkpoint(options, result)
         results.append((scenario, model, options, result))
         subject = kvm_subject(args.variant or DEFAULT_VARIANT, variant, scenario, model, extra)
         subjects.append(subject)
@@ -300,7 +307,7 @@ def check_builtin(args: argparse.Namespace) -> int:
                 tokens=subject.tokens(result),
             )
             console.file.flush()
-        if result.interrupted:
+        if result.interrupted or result.incomplete:
             break
     if args.json:
         docs = [
@@ -319,6 +326,10 @@ def check_builtin(args: argparse.Namespace) -> int:
     if any(r.interrupted for *_, r in results):
         print("kvmsim: interrupted: incomplete", file=sys.stderr)
         return EXIT_ERROR
+    for *_, r in results:
+        if r.incomplete:
+            print(f"kvmsim: {r.incomplete}: incomplete", file=sys.stderr)
+            return EXIT_ERROR
     return EXIT_HOLDS
 
 

@@ -92,6 +92,11 @@ class StateCodec:
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, state: State) -> bytes:
         """The canonical bytes of state."""
+        return marshal.dumps(tuple(self.encode_parts(state)), MARSHAL_VERSION)
+
+    def encode_parts(self, state: State) -> list[bytes]:
+        """The encodings of state's parts: one per world object, then one per actor
+        (b"" for a finished one). Equal parts give equal bytes, so a store can share them."""
         cache = self._parts
         new = cache.new
         parts: list[bytes] = []
@@ -118,7 +123,7 @@ class StateCodec:
                 data = marshal.dumps(self._plain_frames(frames), MARSHAL_VERSION)
                 cache.put(frames, data)
             parts.append(data)
-        return marshal.dumps(tuple(parts), MARSHAL_VERSION)
+        return parts
 
     def fingerprint(self, state: State) -> int:
         """A 64-bit hash of state's encoding, stable across processes and runs."""
@@ -201,6 +206,13 @@ class StateCodec:
         """The state data encodes, made of this process's objects."""
         try:
             parts = marshal.loads(data)
+        except (ValueError, EOFError, TypeError) as exc:
+            raise ModelError(f"cannot decode a state: {exc}") from None
+        return self.decode_parts(parts)
+
+    def decode_parts(self, parts: Any) -> State:
+        """The state whose encode_parts are parts."""
+        try:
             world = tuple(self._part(p, False) for p in parts[: self.nobjects])
             actors: tuple[ActorState, ...] = tuple(
                 self._part(p, True) for p in parts[self.nobjects :]

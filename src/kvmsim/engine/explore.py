@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from . import checkpoint
+from .codec import StateCodec
 from .costs import CostGraph, CostRange
 from .liveness import find_fair_lasso
+from .longrun import LongRun
 from .model import Model
 from .store import STORES, FingerprintGraph, Graph, describe_probability
 from .system import Outcome, State, System
@@ -59,6 +62,17 @@ class Options:
     # bfs: "full" keeps every state; "fingerprint" keeps 64-bit fingerprints of them (about
     # 30 bytes a state, a tiny chance of omitting one; see store.py)
     store: str = "full"
+    # bfs: stop (or, with degrade, move to the fingerprint store once) before the process's
+    # resident memory passes max_memory bytes
+    max_memory: int | None = None
+    degrade: bool = False
+    # bfs: write the search's progress to checkpoint_dir every checkpoint_every seconds and
+    # on Ctrl-C or SIGTERM; checkpoint_header is the caller's identity of the model and run
+    checkpoint_dir: str | None = None
+    checkpoint_every: float = 60.0
+    checkpoint_header: dict[str, Any] = field(default_factory=dict)
+    # bfs: continue the search saved in this checkpoint directory
+    resume_from: str | None = None
 
 
 @dataclass
@@ -137,6 +151,8 @@ class Result:
     costs: dict[str, CostRange] = field(default_factory=dict)
     # bfs with the fingerprint store: an upper bound on the chance a collision omitted a state
     collision_probability: float | None = None
+    incomplete: str = ""  # why a search stopped before it was done (a memory limit)
+    caveat: str = ""  # what an exhaustive search could not check (after a store switch)
 
     @property
     def holds(self) -> bool:
@@ -155,15 +171,22 @@ class Result:
     def coverage(self) -> str:
         if self.interrupted:
             return "incomplete (interrupted)"
+        if self.incomplete:
+            return f"incomplete ({self.incomplete})"
         if self.exhaustive:
-            return "exhaustive"
+            return f"exhaustive ({self.caveat})" if self.caveat else "exhaustive"
         return f"bounded ({self.bound})" if self.bound else "incomplete"
+
+    @property
+    def complete(self) -> bool:
+        """Whether every reachable state was explored (nothing bounded or cut short)."""
+        return self.exhaustive and not self.interrupted and not self.incomplete
 
     @property
     def verdict(self) -> str:
         if self.violations:
             return "violated"
-        return "holds" if self.exhaustive and not self.interrupted else f"holds, {self.coverage}"
+        return "holds" if self.complete and not self.caveat else f"holds, {self.coverage}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -172,7 +195,7 @@ class Result:
             "verdict": self.verdict,
             "holds": self.holds,
             "coverage": self.coverage,
-            "exhaustive": self.exhaustive and not self.interrupted,
+            "exhaustive": self.complete,
             "interrupted": self.interrupted,
             "violated": self.violated(),
             "violations": [v.as_dict() for v in self.violations],
@@ -185,6 +208,8 @@ class Result:
                 if self.collision_probability is not None
                 else {}
             ),
+            **({"incomplete": self.incomplete} if self.incomplete else {}),
+            **({"caveat": self.caveat} if self.caveat else {}),
         }
 
 
@@ -209,6 +234,22 @@ class _Search:
         self.endpoints: dict[str, list[Endpoint]] = {}
         self.expanded = 0  # bfs: states 0 .. expanded-1 have had all their successors explored
         self.collision_probability: float | None = None  # bfs with the fingerprint store
+        self.incomplete = ""  # see Result
+        self.caveat = ""  # see Result
+        self.degraded_at = 0  # bfs: states when a memory limit switched to fingerprints
+        self.resumed_seconds = 0.0  # bfs: time spent before the checkpoint resumed from
+        self.checkpoint_written = False
+        self._codec: StateCodec | None = None
+        self.longrun = LongRun(self)  # bfs: memory limit, checkpoints
+
+    def codec(self) -> StateCodec:
+        """The state codec of this search's System (made when first needed)."""
+        if self._codec is None:
+            self._codec = StateCodec(self.system)
+        return self._codec
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start + self.resumed_seconds
 
     # -- recording ----------------------------------------------------------------------
     def record(
@@ -310,19 +351,25 @@ class _Search:
         now = time.perf_counter()
         if self.opt.progress is not None and now - self.last_progress >= self.opt.progress_interval:
             self.last_progress = now
-            self.opt.progress(
-                Progress(self.stats.states, self.stats.transitions, depth, queue, now - self.start)
-            )
+            try:
+                self.opt.progress(
+                    Progress(
+                        self.stats.states, self.stats.transitions, depth, queue, self.elapsed()
+                    )
+                )
+            except KeyboardInterrupt:
+                if not self.longrun.defer_interrupt():
+                    raise
 
     # -- results ------------------------------------------------------------------------
     def result(self) -> Result:
-        self.stats.seconds = time.perf_counter() - self.start
+        self.stats.seconds = self.elapsed()
         self.stats.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         violations = []
         for prop, (kind, message, path, desc, loop) in self.found.items():
             trace, _ = replay(self.system, path, loop)
             violations.append(Violation(prop, kind, message, trace, desc))
-        complete = self.exhaustive and not self.interrupted
+        complete = self.exhaustive and not self.interrupted and not self.incomplete
         sometimes = {
             p.name: p.name not in self.sometimes_pending for p in self.model.sometimes_props
         }
@@ -351,6 +398,8 @@ class _Search:
             [self.system.world.describe(st[0]) for st in self.terminal],
             self._cost_figures(),
             self.collision_probability,
+            self.incomplete,
+            self.caveat,
         )
 
     def _cost_figures(self) -> dict[str, CostRange]:
@@ -369,11 +418,17 @@ def check(model: Model, options: Options | None = None) -> Result:
     if runner is None:
         raise ValueError(f"unknown search mode {opt.mode!r} (bfs, dfs or random)")
     try:
-        runner(search)
+        with search.longrun.signals():
+            runner(search)
+        search.longrun.finished()
     except KeyboardInterrupt:
         search.interrupted = True
         # The interrupt may have landed inside a step, between two writes to the world:
         # put the stored state back before replaying counterexamples.
+        search.system.reload()
+    except MemoryError:
+        search.incomplete = "out of memory"
+        search.exhaustive = False
         search.system.reload()
     return search.result()
 
@@ -390,13 +445,27 @@ def _bfs(s: _Search) -> None:
     sys = s.system
     opt = s.opt
     must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
-    g = _new_graph(s, opt.costs or (opt.liveness and bool(must_finish)))
-    find, depth = g.find, g.depth
     state_cost = s.model.state_cost if opt.costs else None
-    s.stats.states = 1
-    s.on_new_state(sys.initial, lambda: [])
-    queue: deque[tuple[State, int]] = deque([(sys.initial, 0)])
+    g: AnyGraph
+    if opt.resume_from is not None:
+        g, queue = checkpoint.restore(s, checkpoint.read(opt.resume_from)[1])
+    else:
+        g = _new_graph(s, opt.costs or (opt.liveness and bool(must_finish)))
+        s.stats.states = 1
+        s.on_new_state(sys.initial, lambda: [])
+        queue = deque([(sys.initial, 0)])
+    find, depth = g.find, g.depth
+    run = s.longrun
     while queue and not s.done():
+        if run.active:  # between two states: memory limit, checkpoints, signals
+            old = g
+            g = run.boundary(g, queue)
+            if s.incomplete:
+                break
+            if g is not old:
+                find, depth = g.find, g.depth
+                del old
+                run.released()
         state, idx = queue.popleft()
         d = depth[idx]
         s.stats.max_depth = max(s.stats.max_depth, d)
@@ -460,7 +529,7 @@ def _bfs(s: _Search) -> None:
             if g.keep_graph and not sys.unfinished(state):
                 g.final.add(idx)
         s.tick(d, len(queue))
-    if queue:
+    if queue and not s.incomplete:
         s.exhaustive = False
         s.bound = s.bound or "stopped at first violation"
     _note_store(s, g)
@@ -484,7 +553,7 @@ def _new_graph(s: _Search, keep_graph: bool) -> AnyGraph:
             f"the full store was used instead of fingerprints: {need} needs every transition"
         )
         return Graph(sys.initial, keep_graph)
-    return FingerprintGraph(sys, sys.initial)
+    return FingerprintGraph(sys, sys.initial, s.codec())
 
 
 def _note_store(s: _Search, g: AnyGraph) -> None:
@@ -656,6 +725,8 @@ def _compute_costs(s: _Search, g: AnyGraph) -> None:
     if not (s.exhaustive and not s.interrupted):
         s.notes.append("cost figures not computed: the search is not exhaustive")
         return
+    if not g.keep_graph:
+        return  # switched to fingerprints: the caveat says so
     graph = CostGraph(g.edges, g.weights, g.final)
     for metric in graph.metrics():
         figure = graph.range_of(metric, g.path_to)
@@ -670,6 +741,8 @@ def _check_progress(s: _Search, g: AnyGraph, must_finish: list[int]) -> None:
     if not s.opt.liveness:
         s.notes.append("progress of must-finish actors not checked (liveness off)")
         return
+    if s.degraded_at and not g.keep_graph:
+        return  # the caveat says so
     if not (g.keep_graph and s.exhaustive and not s.interrupted):
         if not s.done():
             s.notes.append("progress of must-finish actors not checked: the search is bounded")

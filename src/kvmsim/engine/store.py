@@ -76,6 +76,9 @@ class Graph:
         """Every state in index order (None for a store that does not keep them)."""
         return list(self.index)
 
+    def pending_bytes(self, more: int) -> int:
+        return 0
+
     def nbytes(self) -> int:
         """A rough size of the store (the states themselves excluded: they share parts)."""
         n = len(self.parent)
@@ -159,15 +162,21 @@ class FingerprintGraph:
         slots[h] = idx + 1
 
     def _grow(self) -> None:
-        size = 2 * (self.mask + 1)
+        self.rebuild_index(2 * (self.mask + 1))
+
+    def rebuild_index(self, size: int = 1024) -> None:
+        """Make the index anew (at least half empty) from fps."""
+        while size < 2 * len(self.fps):
+            size *= 2
         self.slots = array("I", bytes(4 * size))
         self.mask = size - 1
         for idx, fp in enumerate(self.fps):
             self._place(fp, idx)
 
-    def grow_bytes(self) -> int:
-        """What the next growth of the index allocates (to check a memory limit first)."""
-        return 8 * (self.mask + 1)
+    def pending_bytes(self, more: int) -> int:
+        """What adding more states allocates at once (the index doubling), to check a
+        memory limit before it happens."""
+        return 8 * (self.mask + 1) if 2 * (len(self.fps) + more) > self.mask + 1 else 0
 
     def path_to(self, i: int) -> Path:
         out: Path = []
@@ -191,7 +200,9 @@ class FingerprintGraph:
         return min(1.0, transitions * len(self.fps) / 2.0**64)
 
     @classmethod
-    def from_graph(cls, g: Graph, system: System, codec: StateCodec | None = None) -> Any:
+    def from_graph(
+        cls, g: Graph, system: System, codec: StateCodec | None = None
+    ) -> FingerprintGraph:
         """The same states, numbering and paths as g, as fingerprints (to save memory)."""
         states = g.states()
         assert states is not None
