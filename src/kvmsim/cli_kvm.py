@@ -37,7 +37,7 @@ from .replay import ModelRef
 from .report.json import dumps, result_document
 from .report.progress import LiveProgress, wanted
 from .report.runs import print_simulation
-from .report.text import print_result
+from .report.text import print_result, verdict_phrase
 from .report.values import CompactStyle
 from .scenarios import SCENARIOS, Scenario, default_scenarios
 from .simulate import Simulation, simulate
@@ -360,7 +360,7 @@ def _print_summary(
     for scenario, _model, _options, result in results:
         table.add_row(
             scenario.name,
-            result.verdict,
+            verdict_phrase(result) if not result.violations else f"violated ({result.coverage})",
             ", ".join(result.violated()),
             f"{result.stats.states:,}",
             f"{result.stats.transitions:,}",

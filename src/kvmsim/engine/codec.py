@@ -19,6 +19,7 @@ import enum
 import hashlib
 import importlib
 import marshal
+import re
 import sysconfig
 from collections.abc import Iterator
 from types import CodeType, FunctionType, MethodType, ModuleType
@@ -30,6 +31,7 @@ from .world import ModelError, Struct
 
 MARSHAL_VERSION = 2  # format 2: no references, so the bytes depend on values alone
 CACHE_SIZE = 1 << 14  # parts cached per generation (two generations are kept)
+_MODEL_FILE = re.compile(r"^kvmsim_model_\d+_")
 _SCALARS = frozenset({int, str, bool, float, bytes, complex, type(None)})
 
 _SKIP = tuple(
@@ -87,7 +89,7 @@ class StateCodec:
         self._parts = _Cache()
         self._values = _Cache()
         self._decoded: dict[bytes, Any] = {}
-        self._register(_reachable_functions(system))
+        self._register(*_reachable(system))
 
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, state: State) -> bytes:
@@ -174,7 +176,7 @@ class StateCodec:
         raise ModelError(f"a state holds a {t.__name__}, which the state codec cannot encode")
 
     def _class_key(self, cls: type) -> str:
-        key = f"{cls.__module__}:{cls.__qualname__}"
+        key = f"{_module_name(cls.__module__)}:{cls.__qualname__}"
         self._classes.setdefault(key, cls)
         return key
 
@@ -182,17 +184,20 @@ class StateCodec:
         hit = self._func_key.get(id(func))
         if hit is not None and hit[0] is func:
             return hit[1]
-        self._register(_reachable_functions(self.system, func))
+        funcs, classes = _reachable(self.system, func)
+        self._register(funcs, classes)
         return self._func_key[id(func)][1]
 
-    def _register(self, funcs: list[FunctionType]) -> None:
+    def _register(self, funcs: list[FunctionType], classes: list[type]) -> None:
         """Name each function module:qualname, with #n for the n-th of several functions of
         the same name (a variant's relinked copy, a function made in a loop), in a stable
-        order."""
+        order; and each class reached (an enum of a model file cannot be imported)."""
+        for cls in classes:
+            self._class_key(cls)
         groups: dict[str, list[FunctionType]] = {}
         for f in funcs:
             if id(f) not in self._func_key:
-                groups.setdefault(f"{f.__module__}:{f.__qualname__}", []).append(f)
+                groups.setdefault(f"{_module_name(f.__module__)}:{f.__qualname__}", []).append(f)
         for name, group in groups.items():
             taken = sum(1 for k in self._key_func if k.split("#")[0] == name)
             for f in group:
@@ -285,9 +290,18 @@ def _marshalled(v: Any) -> bytes:
     return marshal.dumps(v, MARSHAL_VERSION)
 
 
+def _module_name(name: str) -> str:
+    """A module's name without the counter kvmsim gives the model files it loads (it depends
+    on how many were loaded before in the process), as fingerprint.py writes it."""
+    return _MODEL_FILE.sub("kvmsim_model_", name)
+
+
 def _import(key: str) -> Any:
-    """The object a module:qualname key names, by import (for what no walk reached)."""
+    """The object a module:qualname key names, by import (for what no walk reached; never a
+    loaded model file's, whose module name is not its key)."""
     module, _, qualname = key.partition(":")
+    if module.startswith("kvmsim_model_"):
+        raise ModelError(f"cannot decode a state: {key} is not found in this process")
     if "#" in qualname:  # one of several of that name: only a walk tells which
         raise ModelError(f"cannot decode a state: {key} is not found in this process")
     try:
@@ -311,11 +325,12 @@ def _names(code: CodeType) -> Iterator[str]:
             yield from _names(const)
 
 
-def _reachable_functions(system: System, *extra: FunctionType) -> list[FunctionType]:
+def _reachable(system: System, *extra: FunctionType) -> tuple[list[FunctionType], list[type]]:
     """Every function of the model's own code reachable from its actors, their arguments,
     the world's values and extra, in a deterministic order (through defaults, closures, the
-    globals a function names and attributes of modules it uses)."""
+    globals a function names and attributes of modules it uses), and the classes met."""
     found: dict[int, FunctionType] = {}
+    classes: list[type] = []
     seen: set[int] = set()
     todo: list[Any] = [spec.func for spec in system.actors]
     todo += [spec.args for spec in system.actors]
@@ -352,8 +367,10 @@ def _reachable_functions(system: System, *extra: FunctionType) -> list[FunctionT
             todo += reversed(list(v.values()))
         elif isinstance(v, MethodType):
             todo.append(v.__func__)
-        elif isinstance(v, type) and not isinstance(v, enum.EnumMeta):
-            todo += reversed([x for k, x in vars(v).items() if not k.startswith("__")])
+        elif isinstance(v, type):
+            classes.append(v)
+            if not isinstance(v, enum.EnumMeta):
+                todo += reversed([x for k, x in vars(v).items() if not k.startswith("__")])
         elif isinstance(v, (staticmethod, classmethod)):
             todo.append(v.__func__)
-    return list(found.values())
+    return list(found.values()), classes

@@ -41,7 +41,7 @@ class LongRun:
         self.every = opt.checkpoint_every
         self.header = dict(opt.checkpoint_header)
         self.last_save = time.monotonic()
-        self.next_check = search.stats.states + EVERY
+        self.next_check = 0  # the first check is before the first state is expanded
         self.signal: int | None = None
         self.active = opt.mode == "bfs" and (self.guard is not None or self.directory is not None)
 
