@@ -294,3 +294,24 @@ def test_sizes() -> None:
         with pytest.raises(ValueError, match="not a size"):
             parse_size(bad)
     assert describe_size(3 << 29) == "1.5 GB"
+
+
+@pytest.mark.parametrize("store", ["full", "fingerprint"])
+def test_resume_from_the_last_of_many_checkpoints(tmp_path: Path, store: str) -> None:
+    """Checkpoints after every state (the full store's are written incrementally)."""
+    model = counters(3, 2)
+    first = check(
+        model,
+        Options(
+            store=store,
+            progress=StopAfter(300),
+            progress_interval=0,
+            checkpoint_dir=str(tmp_path),
+            checkpoint_every=1e-9,
+        ),
+    )
+    assert first.interrupted
+    resumed = check(
+        model, Options(store=store, resume_from=str(tmp_path), checkpoint_dir=str(tmp_path))
+    )
+    assert comparable(resumed) == comparable(check(model, Options(store=store)))

@@ -26,6 +26,7 @@ import sys
 import zlib
 from array import array
 from collections import deque
+from itertools import islice
 from typing import Any
 
 from .codec import StateCodec
@@ -128,13 +129,18 @@ def _read(directory: str, payload: bool) -> tuple[dict[str, Any], dict[str, Any]
 # -- states -----------------------------------------------------------------------------------
 
 
-class _Parts:
-    """A table of distinct encoded parts; a state is written as their numbers."""
+class Parts:
+    """A table of distinct encoded parts; a state is written as their numbers.
+
+    A search keeps one across its checkpoints: the full store's states never change, so
+    each checkpoint encodes only the states found since the last (``known``)."""
 
     def __init__(self, codec: StateCodec) -> None:
         self.codec = codec
         self.index: dict[bytes, int] = {}
         self.table: list[bytes] = []
+        self.known = array("I")  # the part numbers of states 0 .. done-1 of a full store
+        self.done = 0
 
     def ids(self, states: Any) -> bytes:
         out = array("I")
@@ -168,13 +174,21 @@ def _array(code: str, data: Any) -> array[Any]:
 # -- the search's progress --------------------------------------------------------------------
 
 
+def _full_store_ids(parts: Parts, g: Graph) -> bytes:
+    n = len(g)
+    if parts.done < n:
+        parts.known.frombytes(parts.ids(islice(g.index, parts.done, None)))
+        parts.done = n
+    return parts.known.tobytes()
+
+
 def capture(
     search: Any, g: Graph | FingerprintGraph, queue: deque[tuple[State, int]]
 ) -> dict[str, Any]:
     """The payload of a checkpoint of search, between two states (see the module doc)."""
     s = search
     codec = s.codec()
-    parts = _Parts(codec)
+    parts = s.longrun.parts if isinstance(g, Graph) and s.longrun.parts else Parts(codec)
     head = len(g) - len(queue)
     body: dict[str, Any] = {
         "head": head,
@@ -198,7 +212,7 @@ def capture(
         via = array("I", [steps.setdefault(v, len(steps)) for v in g.via])
         body["graph"] = {
             "kind": "full",
-            "states": parts.ids(g.index),
+            "states": _full_store_ids(parts, g),
             "parent": array("i", g.parent).tobytes(),
             "via": via.tobytes(),
             "steps": list(steps),

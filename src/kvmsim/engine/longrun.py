@@ -43,6 +43,7 @@ class LongRun:
         self.last_save = time.monotonic()
         self.next_check = 0  # the first check is before the first state is expanded
         self.signal: int | None = None
+        self.parts = checkpoint.Parts(search.codec()) if self.directory is not None else None
         self.active = opt.mode == "bfs" and (self.guard is not None or self.directory is not None)
 
     def defer_interrupt(self) -> bool:
