@@ -221,13 +221,20 @@ def test_sigint_to_a_running_check_leaves_a_checkpoint_that_resumes(tmp_path: Pa
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     cmd = [sys.executable, "-m", "kvmsim"]
     proc = subprocess.Popen(
-        [*cmd, "check", path, "--json", "--quiet", "--checkpoint", str(directory)],
+        [*cmd, "check", path, "--json", "--quiet", "--checkpoint", str(directory)]
+        + ["--checkpoint-every", "0.1"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.2)  # into the search (about 12,000 states)
+    deadline = time.monotonic() + 120
+    while not (directory / ck.FILENAME).exists():  # the search is under way
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.communicate()
+            pytest.skip("the search finished before it could be interrupted")
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     if proc.returncode == 0:

@@ -182,9 +182,7 @@ def _full_store_ids(parts: Parts, g: Graph) -> bytes:
     return parts.known.tobytes()
 
 
-def capture(
-    search: Any, g: Graph | FingerprintGraph, queue: deque[tuple[State, int]]
-) -> dict[str, Any]:
+def capture(search: Any, g: Graph | FingerprintGraph, queue: deque[State]) -> dict[str, Any]:
     """The payload of a checkpoint of search, between two states (see the module doc)."""
     s = search
     codec = s.codec()
@@ -231,16 +229,14 @@ def capture(
             "step": g.step.tobytes(),
             "steps": g.steps,
             "depth": g.depth.tobytes(),
-            "frontier": parts.ids(state for state, _ in queue),
+            "frontier": parts.ids(queue),
             "degraded_at": s.degraded_at,
         }
     body["parts"] = parts.table
     return body
 
 
-def restore(
-    search: Any, body: dict[str, Any]
-) -> tuple[Graph | FingerprintGraph, deque[tuple[State, int]]]:
+def restore(search: Any, body: dict[str, Any]) -> tuple[Graph | FingerprintGraph, deque[State]]:
     """Put search back where capture() found it; return its store and queue."""
     s = search
     system: System = s.system
@@ -274,7 +270,7 @@ def restore(
             g.depth = list(_array("I", gd["depth"]))
             g.edges, g.enabled, g.weights = gd["edges"], gd["enabled"], gd["weights"]
             g.final = set(gd["final"])
-            queue = deque((all_states[i], i) for i in range(head, len(all_states)))
+            queue = deque(all_states[head:])
         else:
             g = FingerprintGraph(system, system.initial, codec)
             g.fps = _array("Q", gd["fps"])
@@ -285,7 +281,9 @@ def restore(
             g.step_ids = {step: i for i, step in enumerate(g.steps)}
             g.rebuild_index()
             frontier = _states(codec, table, gd["frontier"])
-            queue = deque(zip(frontier, range(head, len(g)), strict=True))
+            if len(frontier) != len(g) - head:
+                raise ValueError("the queue does not match the store")
+            queue = deque(frontier)
             s.degraded_at = gd["degraded_at"]
     except (KeyError, ValueError, TypeError, IndexError) as exc:
         raise CheckpointError(f"the checkpoint is corrupt ({type(exc).__name__}: {exc})") from None

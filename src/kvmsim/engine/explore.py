@@ -453,9 +453,12 @@ def _bfs(s: _Search) -> None:
         g = _new_graph(s, opt.costs or (opt.liveness and bool(must_finish)))
         s.stats.states = 1
         s.on_new_state(sys.initial, lambda: [])
-        queue = deque([(sys.initial, 0)])
+        queue = deque([sys.initial])
     find, depth = g.find, g.depth
     run = s.longrun
+    # The queue holds the states numbered idx .. len(g) - 1, in order: every state found is
+    # appended, and popped in turn (so it needs no index beside each state).
+    idx = len(g) - len(queue) - 1
     while queue and not s.done():
         if run.active:  # between two states: memory limit, checkpoints, signals
             old = g
@@ -466,7 +469,8 @@ def _bfs(s: _Search) -> None:
                 find, depth = g.find, g.depth
                 del old
                 run.released()
-        state, idx = queue.popleft()
+        state = queue.popleft()
+        idx += 1
         d = depth[idx]
         s.stats.max_depth = max(s.stats.max_depth, d)
         if opt.max_depth is not None and d >= opt.max_depth:
@@ -517,7 +521,7 @@ def _bfs(s: _Search) -> None:
                 cidx = g.add(child, idx, (actor, script))
                 s.stats.states += 1
                 s.on_new_state(child, lambda c=cidx: g.path_to(c), (cidx, d + 1))  # type: ignore[misc]
-                queue.append((child, cidx))
+                queue.append(child)
             if g.keep_graph:
                 g.edges[idx].append((cidx, actor, script))
                 if opt.costs:

@@ -77,7 +77,7 @@ class LongRun:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
 
-    def boundary(self, g: AnyGraph, queue: deque[tuple[State, int]]) -> AnyGraph:
+    def boundary(self, g: AnyGraph, queue: deque[State]) -> AnyGraph:
         """Between two states: act on a signal, the memory limit and the checkpoint interval.
         Returns the store to go on with (another one after a switch to fingerprints)."""
         s = self.s
@@ -118,7 +118,7 @@ class LongRun:
         if self.guard is not None:
             self.guard.after_degrade()
 
-    def save(self, g: AnyGraph, queue: deque[tuple[State, int]]) -> None:
+    def save(self, g: AnyGraph, queue: deque[State]) -> None:
         if self.directory is None:
             return
         s = self.s
