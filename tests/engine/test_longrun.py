@@ -315,3 +315,25 @@ def test_resume_from_the_last_of_many_checkpoints(tmp_path: Path, store: str) ->
         model, Options(store=store, resume_from=str(tmp_path), checkpoint_dir=str(tmp_path))
     )
     assert comparable(resumed) == comparable(check(model, Options(store=store)))
+
+
+def test_a_search_stopped_by_the_memory_limit_resumes_with_more(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    model = counters(3, 3)
+    whole = check(model)
+    meter = FakeMeter(per_state=1000)
+    metered(monkeypatch, meter)
+    stopped = check(
+        model,
+        Options(
+            max_memory=3000 * 1000,
+            progress=progress_into(meter),
+            progress_interval=0,
+            checkpoint_dir=str(tmp_path),
+        ),
+    )
+    assert stopped.incomplete and (tmp_path / ck.FILENAME).exists()
+    monkeypatch.undo()
+    resumed = check(model, Options(resume_from=str(tmp_path), checkpoint_dir=str(tmp_path)))
+    assert comparable(resumed) == comparable(whole) and resumed.verdict == "holds"

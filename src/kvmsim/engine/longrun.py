@@ -90,6 +90,8 @@ class LongRun:
             if action == "degrade" and isinstance(g, Graph):
                 return self._degrade(g)
             if action != "ok":
+                if self.directory is not None:  # as it stands: resumable with more memory
+                    self.save(g, queue)
                 s.incomplete = self.guard.reason()
                 s.exhaustive = False
                 s.notes.append(
@@ -97,8 +99,6 @@ class LongRun:
                     "to expand: every state counted was explored, the rest were not (a larger "
                     "limit, or the fingerprint store, may let it finish)"
                 )
-                if self.directory is not None:
-                    self.save(g, queue)
                 return g
         if self.directory is not None and time.monotonic() - self.last_save >= self.every:
             self.save(g, queue)
