@@ -9,8 +9,12 @@ own encodings) and writes that with ``marshal`` format 2, which has no back-refe
 depends on values only. Equal states (of identical value types) give equal bytes in any
 process; ``decode`` gives back an equal state of this process's ``System``.
 
-World snapshots share each unchanged object's tuple with the parent state, and an actor that
-did not move keeps its frames tuple, so the encoding of each part is cached by identity.
+A state is encoded part by part (each world object's tuple, each actor's frames) and every
+part's bytes are cached by value (a bounded cache): most parts of a new state are equal to
+parts seen just before. One consequence: values that Python deems equal although of other
+types (1, 1.0, True) share the encoding the process met first, as they share a state in the
+full store. Functions and classes of a model file are named without the counter the loader
+puts in its module name, so another process that loads the file names them alike.
 """
 
 from __future__ import annotations
