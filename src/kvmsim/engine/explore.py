@@ -749,7 +749,8 @@ def _check_progress(s: _Search, g: AnyGraph, must_finish: list[int]) -> None:
         return  # the caveat says so
     if not (g.keep_graph and s.exhaustive and not s.interrupted):
         if not s.done():
-            s.notes.append("progress of must-finish actors not checked: the search is bounded")
+            why = "incomplete" if s.incomplete or s.interrupted else "bounded"
+            s.notes.append(f"progress of must-finish actors not checked: the search is {why}")
         return
     if s.done():
         return

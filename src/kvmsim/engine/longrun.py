@@ -95,9 +95,9 @@ class LongRun:
                 s.incomplete = self.guard.reason()
                 s.exhaustive = False
                 s.notes.append(
-                    f"the search stopped at the memory limit with {len(queue):,} states still "
-                    "to expand: every state counted was explored, the rest were not (a larger "
-                    "limit, or the fingerprint store, may let it finish)"
+                    f"the search stopped at the memory limit: of the {len(g):,} states found, "
+                    f"{len(queue):,} were not expanded, and what lies beyond them was not "
+                    "explored (a larger limit, or the fingerprint store, may let it finish)"
                 )
                 return g
         if self.directory is not None and time.monotonic() - self.last_save >= self.every:
