@@ -10,7 +10,8 @@ from __future__ import annotations
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import FunctionType
+from inspect import CO_GENERATOR
+from types import CoroutineType, FunctionType, GeneratorType
 from typing import Any
 
 from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, CompileError, Program, compile_actor
@@ -25,9 +26,26 @@ State = tuple[WorldTuple, tuple[ActorState, ...]]
 STEP_BUDGET = 100_000  # blocks one step may run before it is declared non-terminating
 
 
-@dataclass(frozen=True)
+class StepClock:
+    """Steps (and invariant evaluations) started and finished in this process: a watchdog
+    (kvmsim.watchdog) that sees the same one still running twice in a row has found the
+    model's code stuck in plain Python, where the block budget cannot see it (a helper
+    function's or an invariant's endless loop)."""
+
+    __slots__ = ("started", "finished")
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.finished = 0
+
+
+CLOCK = StepClock()
+
+
+@dataclass(slots=True)
 class Outcome:
-    """What one step did. kind: ok, blocked, assertion, error."""
+    """What one step did. kind: ok, blocked, assertion, error. (Not frozen: a frozen
+    dataclass pays an object.__setattr__ per field, and one is made per transition.)"""
 
     kind: str
     state: State | None = None
@@ -59,7 +77,11 @@ class System:
             for key, arg in spec.kwargs:
                 roots.append((f"{spec.name}.{key}", arg))
         self.world = World(roots)
-        self.world.validate(self.world.loaded)
+        self._made: tuple[State, int, list[list[Any]]] | None = None  # the last step's result
+        try:
+            self.world.validate(self.world.loaded)
+        except ModelError as exc:
+            raise ModelError(f"{self._origin_of(None)}: {exc}") from None
         frames: list[ActorState] = []
         for spec in actors:
             prog = compile_actor(spec.func)
@@ -82,18 +104,43 @@ class System:
         return [a.name for a in self.actors]
 
     def validate_state(self, state: State) -> None:
-        self.world.validate(state[0])
+        """Raise ModelError naming the first value in state that is mutable or unhashable,
+        with where it was stored: the setup, or the step that made state (if it was the
+        last step run)."""
+        try:
+            self.world.validate(state[0])
+        except ModelError as exc:
+            raise ModelError(f"{self._origin_of(state)}: {exc}") from None
         known = self.world.known_ids
         for spec, frames in zip(self.actors, state[1]):
             if frames is None:
                 continue
-            for func, _pc, values in frames:
+            for func, pc, values in frames:
                 prog = compile_actor(func)
+                at = f"{prog.filename}:{prog.block_lines[pc]}"
                 for name, value in zip(prog.local_names, values):
                     check_value(
-                        value, f"local {name!r} of {prog.qualname} (actor {spec.name})", known
+                        value,
+                        f"{at}: local {name!r} of {prog.qualname} (actor {spec.name}), kept "
+                        "across this yield,",
+                        known,
                     )
         hash(state)
+
+    def _origin_of(self, state: State | None) -> str:
+        """file:line where state's world was written: the step that made it, or the setup."""
+        made = self._made
+        if made is not None and made[0] is state:
+            _state, actor, frames = made
+            who = self.actors[actor].name
+            if frames:
+                return f"{self._yield_line(frames)}: in the step of actor {who} ending here"
+            return f"in the last step of actor {who}"
+        setup = self.model._setup
+        code = getattr(setup, "__code__", None)
+        if code is None:
+            return "in the setup"
+        return f"{code.co_filename}:{code.co_firstlineno}: in the setup"
 
     def enabled(self, state: State, actor: int) -> bool:
         return any(o.kind != "blocked" for o in self.successors_of(state, actor))
@@ -107,10 +154,24 @@ class System:
         detail=False leaves out the call stack and source line of a successful step, which
         only traces need (the search asks for them when it replays a path).
         """
+        clock = CLOCK
+        clock.started += 1
+        try:
+            return self._step(state, actor, choices, detail)
+        finally:
+            clock.finished = clock.started
+
+    def _step(
+        self, state: State, actor: int, choices: tuple[int, ...], detail: bool
+    ) -> Outcome | NeedChoice:
         frames_in = state[1][actor]
         assert frames_in is not None
         self.world.load(state[0])
-        frames: list[list[Any]] = [[f, pc, list(values)] for f, pc, values in frames_in]
+        # Only the innermost frame is copied; a caller's frame is copied when a return
+        # reaches it, and the callers below that (frames_in[:below]) stay shared.
+        below = len(frames_in) - 1
+        top = frames_in[below]
+        frames: list[list[Any]] = [[top[0], top[1], list(top[2])]]
         SCRIPT.reset(choices)
         SCRIPT.actor = self.actors[actor].name
         programs = self._programs
@@ -142,15 +203,23 @@ class System:
                 elif kind == RETURN:
                     frames.pop()
                     if not frames:
-                        finished = True
-                        label = "return"
-                        break
+                        if not below:
+                            finished = True
+                            label = "return"
+                            break
+                        below -= 1
+                        caller = frames_in[below]
+                        frames.append([caller[0], caller[1], list(caller[2])])
                     sent = act[1]
                 budget -= 1
                 if budget == 0:
+                    fr = frames[-1]
+                    where = self.program(fr[0])
                     raise ModelError(
-                        f"a step of {prog.qualname} ran {STEP_BUDGET} blocks without yielding; "
-                        "a loop between two yields never ends"
+                        f"{where.filename}:{where.block_lines[fr[1]]}: a step of "
+                        f"{where.qualname} ran {STEP_BUDGET:,} blocks without reaching a yield: "
+                        "a loop between two yields never ends; make every pass through the "
+                        "loop yield, or let the loop end"
                     )
         except NeedChoice as need:
             self._restore()
@@ -163,7 +232,7 @@ class System:
             return Outcome(
                 "property",
                 message=exc.message,
-                stack=_stack_names(frames),
+                stack=_stack_names(frames_in[:below], frames),
                 choices=tuple(SCRIPT.made),
                 line=_failure_line(exc),
                 prop=exc.prop,
@@ -174,7 +243,7 @@ class System:
             return Outcome(
                 "assertion",
                 message=str(exc) or "assertion failed",
-                stack=_stack_names(frames),
+                stack=_stack_names(frames_in[:below], frames),
                 choices=tuple(SCRIPT.made),
                 line=_failure_line(exc),
             )
@@ -186,23 +255,25 @@ class System:
             return Outcome(
                 "error",
                 message=f"{type(exc).__name__}: {exc}",
-                stack=_stack_names(frames),
+                stack=_stack_names(frames_in[:below], frames),
                 choices=tuple(SCRIPT.made),
                 line=_failure_line(exc),
             )
         world = self.world.snapshot(state[0])
         self.world.loaded = world
-        stack = _stack_names(frames) if detail else ()
+        stack = _stack_names(frames_in[:below], frames) if detail else ()
         line = self._yield_line(frames) if detail else ""
         if finished:
             new_frames: ActorState = None
         else:
-            new_frames = tuple(_freeze(f, self.program(f[0])) for f in frames)
+            new_frames = frames_in[:below] + tuple(_freeze(f, self.program(f[0])) for f in frames)
         actors = state[1][:actor] + (new_frames,) + state[1][actor + 1 :]
-        text = label if isinstance(label, str) else repr(label)
+        new_state = (world, actors)
+        self._made = (new_state, actor, frames)  # for validate_state's messages
+        text = label if isinstance(label, str) else self._label_text(label, frames)
         return Outcome(
             "ok",
-            (world, actors),
+            new_state,
             text,
             stack,
             tuple(SCRIPT.made),
@@ -210,6 +281,19 @@ class System:
             events=tuple(SCRIPT.events),
             failures=tuple(SCRIPT.failures),
         )
+
+    def _label_text(self, label: Any, frames: list[list[Any]]) -> str:
+        """A non-string label as text; a generator there is a forgotten ``yield from``."""
+        if isinstance(label, (GeneratorType, CoroutineType)) or (
+            isinstance(label, FunctionType) and label.__code__.co_flags & CO_GENERATOR
+        ):
+            name = getattr(label, "__qualname__", type(label).__name__)
+            where = self._yield_line(frames) if frames else "a finished actor"
+            raise ModelError(
+                f"{where}: `yield {name}(...)` yields the generator instead of running it: "
+                f"write `yield from {name}(...)` to run its steps as part of this actor"
+            )
+        return repr(label)
 
     def _yield_line(self, frames: list[list[Any]]) -> str:
         if not frames:
@@ -271,17 +355,26 @@ class System:
 
     def check_invariants(self, state: State) -> list[tuple[str, str]]:
         """[(property, message)] for every invariant false in state (world must be loaded)."""
+        invariants = self.model.invariants
+        if not invariants:
+            return []  # nothing to load the state for
         self.world.load(state[0])
         bad = []
-        for prop in self.model.invariants:
+        clock = CLOCK
+        for prop in invariants:
             assert prop.check is not None
+            clock.started += 1  # the watchdog sees an invariant that never returns too
             try:
                 ok = prop.check(self.root)
+            except ModelError:  # the watchdog stopped it: the message says where
+                raise
             except Exception as exc:  # an invariant that raises is a broken model
                 raise ModelError(
                     f"invariant {prop.name!r} raised {type(exc).__name__}: {exc}\n"
                     + "".join(traceback.format_exception(exc)[-2:])
                 ) from None
+            finally:
+                clock.finished = clock.started
             if not ok:
                 bad.append((prop.name, prop.description))
         return bad
@@ -313,8 +406,8 @@ def _freeze(fr: list[Any], prog: Program) -> Frame:
     return (func, pc, tuple(values))
 
 
-def _stack_names(frames: list[list[Any]]) -> tuple[str, ...]:
-    return tuple(f[0].__name__ for f in frames)
+def _stack_names(callers: tuple[Frame, ...], frames: list[list[Any]]) -> tuple[str, ...]:
+    return tuple(f[0].__name__ for f in callers) + tuple(f[0].__name__ for f in frames)
 
 
 def _failure_line(exc: BaseException) -> str:

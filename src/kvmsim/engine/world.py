@@ -121,6 +121,9 @@ class World:
         for name, root in roots:
             self._discover(root, name)
         self.fields = [type(o)._fields for o in self.objects]
+        # The objects' __dict__s (never replaced, only cleared and refilled): the hot path
+        # reads and writes them directly.
+        self._dicts = [o.__dict__ for o in self.objects]
         self.loaded: WorldTuple = self.snapshot_full()
 
     def _discover(self, value: Any, path: str) -> None:
@@ -163,27 +166,22 @@ class World:
 
     def snapshot(self, base: WorldTuple) -> WorldTuple:
         """The current contents, sharing each unchanged object's tuple with base."""
-        out = []
-        for o, old in zip(self.objects, base):
-            new = tuple(o.__dict__.values())
-            out.append(old if new == old else new)
-        return tuple(out)
+        return tuple(
+            [old if (new := tuple(d.values())) == old else new for d, old in zip(self._dicts, base)]
+        )
 
     def load(self, target: WorldTuple) -> None:
         """Make the live objects hold target's values (only those that differ)."""
-        loaded = self.loaded
+        loaded: tuple[Any, ...] = self.loaded
         if target is loaded:
             return
-        full = len(loaded) != len(target)
-        for i, vals in enumerate(target):
-            if full or vals is not loaded[i]:
-                obj = self.objects[i]
-                d = obj.__dict__
-                if len(vals) == len(d):
-                    d.update(zip(self.fields[i], vals))
-                else:  # a stray attribute was added by a step; drop it
+        if len(loaded) != len(target):  # a full reload
+            loaded = (None,) * len(target)
+        for d, fields, vals, old in zip(self._dicts, self.fields, target, loaded):
+            if vals is not old:
+                if len(vals) != len(d):  # a stray attribute was added by a step; drop it
                     d.clear()
-                    d.update(zip(self.fields[i], vals))
+                d.update(zip(fields, vals))
         self.loaded = target
 
     def validate(self, state: WorldTuple) -> None:
