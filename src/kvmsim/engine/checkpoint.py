@@ -29,6 +29,7 @@ from collections import deque
 from itertools import islice
 from typing import Any
 
+from ..atomic import write_bytes
 from .codec import StateCodec
 from .store import FingerprintGraph, Graph
 from .system import State, System
@@ -60,22 +61,7 @@ def write(directory: str, header: dict[str, Any], payload: dict[str, Any]) -> st
     head["payload_blake2b"] = hashlib.blake2b(data, digest_size=16).hexdigest()
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, FILENAME)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(MAGIC)
-        f.write(json.dumps(head, sort_keys=True).encode() + b"\n")
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename itself durable
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    write_bytes(path, MAGIC + json.dumps(head, sort_keys=True).encode() + b"\n" + data)
     return path
 
 
