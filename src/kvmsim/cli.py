@@ -111,6 +111,9 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stop at the first violation of any property",
     )
+    from .cli_longrun import add_long_run_options
+
+    add_long_run_options(p)
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the result as JSON")
     out.add_argument(
@@ -398,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--json", action="store_true", help="print the trace (or state) as JSON")
     rp.set_defaults(func=cmd_replay)
+
+    from .cli_longrun import add_resume_parser
+
+    add_resume_parser(sub, EXIT_EPILOG)
     return parser
 
 
@@ -423,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise UsageError(
-                "no command given: use list, check, simulate, study, diff, demo or replay "
+                "no command given: use list, check, simulate, study, diff, demo, replay or resume "
                 "(see 'kvmsim --help')"
             )
         func: Callable[[argparse.Namespace], int] = args.func
@@ -629,6 +636,8 @@ def _on_sys_path(folder: Path) -> Iterator[None]:
 
 
 def options_from(args: argparse.Namespace, progress: LiveProgress | None = None) -> Options:
+    from .cli_longrun import long_run_options
+
     if args.mode != "random" and (args.runs is not None or args.seed is not None):
         raise UsageError("--runs and --seed apply only to --mode random")
     return Options(
@@ -639,6 +648,7 @@ def options_from(args: argparse.Namespace, progress: LiveProgress | None = None)
         seed=args.seed if args.seed is not None else 0,
         stop_at_first=args.stop_at_first,
         progress=progress,
+        **long_run_options(args),
     )
 
 
@@ -646,13 +656,17 @@ def run_and_report(model: Model, args: argparse.Namespace, ref: ModelRef | None 
     """Check model with the command's search options, print the result, return the status.
 
     ref: how to rebuild the model, for the counterexamples' replay tokens."""
+    from .cli_longrun import attach_identity, refuse_used_directory, report_checkpoint
     from .cli_replay import Subject, check_trace_options, json_with_traces, write_outputs
 
     options_from(args)  # reject bad combinations before anything runs
     check_trace_options(args)
+    refuse_used_directory(args)
     with LiveProgress(model.name, args.mode, enabled=wanted(args.quiet)) as progress:
         options = options_from(args, progress)
+        attach_identity(options, ref, model)
         result = guarded_check(model, options)
+    report_checkpoint(options, result)
     subject = Subject(ref, model) if ref is not None else None
     if args.json:
         doc = result_document(result, model, options)
@@ -670,6 +684,9 @@ def exit_status(result: Result) -> int:
         return EXIT_VIOLATED
     if result.interrupted:
         print("kvmsim: interrupted: incomplete", file=sys.stderr)
+        return EXIT_ERROR
+    if result.incomplete:
+        print(f"kvmsim: {result.incomplete}: incomplete", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_HOLDS
 

@@ -29,6 +29,7 @@ from .cli import (
     options_from,
     split_target,
 )
+from .cli_longrun import attach_identity, refuse_used_directory, report_checkpoint
 from .cli_replay import Subject, check_trace_options, json_with_traces, write_outputs
 from .engine import CompileError, Model, ModelError, Options, Result
 from .machine import build_model
@@ -36,7 +37,7 @@ from .replay import ModelRef
 from .report.json import dumps, result_document
 from .report.progress import LiveProgress, wanted
 from .report.runs import print_simulation
-from .report.text import print_result
+from .report.text import print_result, verdict_phrase
 from .report.values import CompactStyle
 from .scenarios import SCENARIOS, Scenario, default_scenarios
 from .simulate import Simulation, simulate
@@ -288,6 +289,9 @@ def check_builtin(args: argparse.Namespace) -> int:
     variant = resolve_variant(args.variant)
     scenarios = resolve_scenarios(args.scenario)
     extra = resolve_properties(args.property)
+    if args.checkpoint is not None and len(scenarios) > 1:
+        raise UsageError("--checkpoint needs one model: name the scenario with --scenario")
+    refuse_used_directory(args)
     models = [(s, build(variant, s, extra)) for s in scenarios]
     console = _stdout_console()
     results: list[tuple[Scenario, Model, Options, Result]] = []
@@ -295,7 +299,10 @@ def check_builtin(args: argparse.Namespace) -> int:
     for scenario, model in models:
         with LiveProgress(model.name, args.mode, enabled=wanted(args.quiet)) as progress:
             options = options_from(args, progress)
+            ref = ModelRef("kvm", args.variant or DEFAULT_VARIANT, scenario.name, extra=extra)
+            attach_identity(options, ref, model)
             result = explain(guarded_check(model, options))
+        report_checkpoint(options, result)
         results.append((scenario, model, options, result))
         subject = kvm_subject(args.variant or DEFAULT_VARIANT, variant, scenario, model, extra)
         subjects.append(subject)
@@ -313,7 +320,7 @@ def check_builtin(args: argparse.Namespace) -> int:
                 tokens=subject.tokens(result),
             )
             console.file.flush()
-        if result.interrupted:
+        if result.interrupted or result.incomplete:
             break
     if args.json:
         docs = [
@@ -332,6 +339,10 @@ def check_builtin(args: argparse.Namespace) -> int:
     if any(r.interrupted for *_, r in results):
         print("kvmsim: interrupted: incomplete", file=sys.stderr)
         return EXIT_ERROR
+    for *_, r in results:
+        if r.incomplete:
+            print(f"kvmsim: {r.incomplete}: incomplete", file=sys.stderr)
+            return EXIT_ERROR
     return EXIT_HOLDS
 
 
@@ -362,7 +373,7 @@ def _print_summary(
     for scenario, _model, _options, result in results:
         table.add_row(
             scenario.name,
-            result.verdict,
+            verdict_phrase(result) if not result.violations else f"violated ({result.coverage})",
             ", ".join(result.violated()),
             f"{result.stats.states:,}",
             f"{result.stats.transitions:,}",

@@ -117,7 +117,7 @@ def test_choices_events_and_shared_lanes() -> None:
 
 def test_holds_prints_verdict_and_exhaustive_statistics() -> None:
     out = text("peterson")
-    assert "verdict: holds\n" in out
+    assert "verdict: holds, exhaustive\n" in out
     stats = out.strip().splitlines()[-1]
     for word in ("distinct states", "transitions", "max depth", "states/s", "peak memory"):
         assert word in stats

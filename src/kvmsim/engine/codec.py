@@ -9,8 +9,12 @@ own encodings) and writes that with ``marshal`` format 2, which has no back-refe
 depends on values only. Equal states (of identical value types) give equal bytes in any
 process; ``decode`` gives back an equal state of this process's ``System``.
 
-World snapshots share each unchanged object's tuple with the parent state, and an actor that
-did not move keeps its frames tuple, so the encoding of each part is cached by identity.
+A state is encoded part by part (each world object's tuple, each actor's frames) and every
+part's bytes are cached by value (a bounded cache): most parts of a new state are equal to
+parts seen just before. One consequence: values that Python deems equal although of other
+types (1, 1.0, True) share the encoding the process met first, as they share a state in the
+full store. Functions and classes of a model file are named without the counter the loader
+puts in its module name, so another process that loads the file names them alike.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import enum
 import hashlib
 import importlib
 import marshal
+import re
 import sysconfig
 from collections.abc import Iterator
 from types import CodeType, FunctionType, MethodType, ModuleType
@@ -29,7 +34,8 @@ from .system import ActorState, State, System
 from .world import ModelError, Struct
 
 MARSHAL_VERSION = 2  # format 2: no references, so the bytes depend on values alone
-CACHE_SIZE = 1 << 16  # parts cached per generation (two generations are kept)
+CACHE_SIZE = 1 << 14  # parts cached per generation (two generations are kept)
+_MODEL_FILE = re.compile(r"^kvmsim_model_\d+_")
 _SCALARS = frozenset({int, str, bool, float, bytes, complex, type(None)})
 
 _SKIP = tuple(
@@ -46,31 +52,28 @@ def fingerprint_bytes(data: bytes) -> int:
 
 
 class _Cache:
-    """A bounded identity cache of two generations: the live one is moved to the old one
+    """A bounded cache of two generations, keyed by value: the live one becomes the old one
     when full, so what is in use stays and the rest is dropped a generation later."""
 
     __slots__ = ("new", "old")
 
     def __init__(self) -> None:
-        self.new: dict[int, tuple[Any, Any]] = {}
-        self.old: dict[int, tuple[Any, Any]] = {}
+        self.new: dict[Any, Any] = {}
+        self.old: dict[Any, Any] = {}
 
-    def get(self, obj: Any) -> Any:
-        key = id(obj)
+    def get(self, key: Any) -> Any:
         hit = self.new.get(key)
-        if hit is not None and hit[0] is obj:
-            return hit[1]
-        hit = self.old.get(key)
-        if hit is not None and hit[0] is obj:
-            self.put(obj, hit[1])
-            return hit[1]
-        return None
+        if hit is None:
+            hit = self.old.get(key)
+            if hit is not None:
+                self.put(key, hit)
+        return hit
 
-    def put(self, obj: Any, value: Any) -> None:
+    def put(self, key: Any, value: Any) -> None:
         if len(self.new) >= CACHE_SIZE:
             self.old = self.new
             self.new = {}
-        self.new[id(obj)] = (obj, value)  # the entry keeps obj alive, so its id stays its own
+        self.new[key] = value
 
 
 class StateCodec:
@@ -80,25 +83,33 @@ class StateCodec:
         self.system = system
         self.objects = system.world.objects
         self.nobjects = len(self.objects)
-        self._struct_index = {id(o): i for i, o in enumerate(self.objects)}
+        # Values encoded by identity, as plain data: the world's Structs and UNSET (the
+        # objects are alive for the codec's life, so their ids cannot be reused)
+        self._atoms: dict[int, Any] = {id(o): ["s", i] for i, o in enumerate(self.objects)}
+        self._atoms[id(UNSET)] = ["u"]
         self._func_key: dict[int, tuple[FunctionType, str]] = {}
         self._key_func: dict[str, FunctionType] = {}
         self._classes: dict[str, type] = {}
         self._parts = _Cache()
         self._values = _Cache()
         self._decoded: dict[bytes, Any] = {}
-        self._register(_reachable_functions(system))
+        self._register(*_reachable(system))
 
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, state: State) -> bytes:
         """The canonical bytes of state."""
+        return marshal.dumps(tuple(self.encode_parts(state)), MARSHAL_VERSION)
+
+    def encode_parts(self, state: State) -> list[bytes]:
+        """The encodings of state's parts: one per world object, then one per actor
+        (b"" for a finished one). Equal parts give equal bytes, so a store can share them."""
         cache = self._parts
         new = cache.new
         parts: list[bytes] = []
         for objs in state[0]:
-            hit = new.get(id(objs))
-            if hit is not None and hit[0] is objs:
-                parts.append(hit[1])
+            data = new.get(objs)
+            if data is not None:
+                parts.append(data)
                 continue
             data = cache.get(objs)
             if data is None:
@@ -109,12 +120,16 @@ class StateCodec:
             if frames is None:
                 parts.append(b"")
                 continue
+            data = new.get(frames)
+            if data is not None:
+                parts.append(data)
+                continue
             data = cache.get(frames)
             if data is None:
                 data = marshal.dumps(self._plain_frames(frames), MARSHAL_VERSION)
                 cache.put(frames, data)
             parts.append(data)
-        return marshal.dumps(tuple(parts), MARSHAL_VERSION)
+        return parts
 
     def fingerprint(self, state: State) -> int:
         """A 64-bit hash of state's encoding, stable across processes and runs."""
@@ -143,24 +158,19 @@ class StateCodec:
         t = type(v)
         if t in _SCALARS:
             return v
+        atom = self._atoms.get(id(v))  # a Struct of the world, UNSET, a known function
+        if atom is not None:
+            return atom
         if t is tuple:
-            for x in v:
-                if type(x) not in _SCALARS:
-                    return tuple([self._plain(x) for x in v])
-            return v
+            return tuple([x if type(x) in _SCALARS else self._plain(x) for x in v])
         if t is frozenset:
             items = [self._plain(x) for x in v]
             items.sort(key=_marshalled)
             return ["f", *items]
         if isinstance(v, Struct):
-            idx = self._struct_index.get(id(v))
-            if idx is None:
-                raise ModelError(f"a state refers to a {t.__name__} that is not in the world")
-            return ["s", idx]
+            raise ModelError(f"a state refers to a {t.__name__} that is not in the world")
         if isinstance(v, enum.Enum):
             return ["e", self._class_key(t), v.name]
-        if v is UNSET:
-            return ["u"]
         if t is FunctionType:
             return ["F", self._function_key(v)]
         if t is MethodType and isinstance(v.__self__, Struct):
@@ -170,7 +180,7 @@ class StateCodec:
         raise ModelError(f"a state holds a {t.__name__}, which the state codec cannot encode")
 
     def _class_key(self, cls: type) -> str:
-        key = f"{cls.__module__}:{cls.__qualname__}"
+        key = f"{_module_name(cls.__module__)}:{cls.__qualname__}"
         self._classes.setdefault(key, cls)
         return key
 
@@ -178,17 +188,20 @@ class StateCodec:
         hit = self._func_key.get(id(func))
         if hit is not None and hit[0] is func:
             return hit[1]
-        self._register(_reachable_functions(self.system, func))
+        funcs, classes = _reachable(self.system, func)
+        self._register(funcs, classes)
         return self._func_key[id(func)][1]
 
-    def _register(self, funcs: list[FunctionType]) -> None:
+    def _register(self, funcs: list[FunctionType], classes: list[type]) -> None:
         """Name each function module:qualname, with #n for the n-th of several functions of
         the same name (a variant's relinked copy, a function made in a loop), in a stable
-        order."""
+        order; and each class reached (an enum of a model file cannot be imported)."""
+        for cls in classes:
+            self._class_key(cls)
         groups: dict[str, list[FunctionType]] = {}
         for f in funcs:
             if id(f) not in self._func_key:
-                groups.setdefault(f"{f.__module__}:{f.__qualname__}", []).append(f)
+                groups.setdefault(f"{_module_name(f.__module__)}:{f.__qualname__}", []).append(f)
         for name, group in groups.items():
             taken = sum(1 for k in self._key_func if k.split("#")[0] == name)
             for f in group:
@@ -202,6 +215,13 @@ class StateCodec:
         """The state data encodes, made of this process's objects."""
         try:
             parts = marshal.loads(data)
+        except (ValueError, EOFError, TypeError) as exc:
+            raise ModelError(f"cannot decode a state: {exc}") from None
+        return self.decode_parts(parts)
+
+    def decode_parts(self, parts: Any) -> State:
+        """The state whose encode_parts are parts."""
+        try:
             world = tuple(self._part(p, False) for p in parts[: self.nobjects])
             actors: tuple[ActorState, ...] = tuple(
                 self._part(p, True) for p in parts[self.nobjects :]
@@ -274,9 +294,18 @@ def _marshalled(v: Any) -> bytes:
     return marshal.dumps(v, MARSHAL_VERSION)
 
 
+def _module_name(name: str) -> str:
+    """A module's name without the counter kvmsim gives the model files it loads (it depends
+    on how many were loaded before in the process), as fingerprint.py writes it."""
+    return _MODEL_FILE.sub("kvmsim_model_", name)
+
+
 def _import(key: str) -> Any:
-    """The object a module:qualname key names, by import (for what no walk reached)."""
+    """The object a module:qualname key names, by import (for what no walk reached; never a
+    loaded model file's, whose module name is not its key)."""
     module, _, qualname = key.partition(":")
+    if module.startswith("kvmsim_model_"):
+        raise ModelError(f"cannot decode a state: {key} is not found in this process")
     if "#" in qualname:  # one of several of that name: only a walk tells which
         raise ModelError(f"cannot decode a state: {key} is not found in this process")
     try:
@@ -300,11 +329,12 @@ def _names(code: CodeType) -> Iterator[str]:
             yield from _names(const)
 
 
-def _reachable_functions(system: System, *extra: FunctionType) -> list[FunctionType]:
+def _reachable(system: System, *extra: FunctionType) -> tuple[list[FunctionType], list[type]]:
     """Every function of the model's own code reachable from its actors, their arguments,
     the world's values and extra, in a deterministic order (through defaults, closures, the
-    globals a function names and attributes of modules it uses)."""
+    globals a function names and attributes of modules it uses), and the classes met."""
     found: dict[int, FunctionType] = {}
+    classes: list[type] = []
     seen: set[int] = set()
     todo: list[Any] = [spec.func for spec in system.actors]
     todo += [spec.args for spec in system.actors]
@@ -341,8 +371,10 @@ def _reachable_functions(system: System, *extra: FunctionType) -> list[FunctionT
             todo += reversed(list(v.values()))
         elif isinstance(v, MethodType):
             todo.append(v.__func__)
-        elif isinstance(v, type) and not isinstance(v, enum.EnumMeta):
-            todo += reversed([x for k, x in vars(v).items() if not k.startswith("__")])
+        elif isinstance(v, type):
+            classes.append(v)
+            if not isinstance(v, enum.EnumMeta):
+                todo += reversed([x for k, x in vars(v).items() if not k.startswith("__")])
         elif isinstance(v, (staticmethod, classmethod)):
             todo.append(v.__func__)
-    return list(found.values())
+    return list(found.values()), classes

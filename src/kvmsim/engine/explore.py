@@ -20,11 +20,18 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from . import checkpoint
+from .codec import StateCodec
 from .costs import CostGraph, CostRange
 from .liveness import find_fair_lasso
+from .longrun import LongRun
 from .model import Model
+from .store import STORES, FingerprintGraph, Graph, describe_probability
 from .system import Outcome, State, System
 from .trace import Path, Trace, replay
+from .world import ModelError
+
+AnyGraph = Graph | FingerprintGraph
 
 VALIDATE_STATES = 2000  # the first states are checked in full for mutable or stray values
 
@@ -52,6 +59,20 @@ class Options:
     # bfs: among the shortest counterexamples of a property, report one with the fewest
     # context switches (changes of acting actor between consecutive steps)
     simplest: bool = True
+    # bfs: "full" keeps every state; "fingerprint" keeps 64-bit fingerprints of them (about
+    # 30 bytes a state, a tiny chance of omitting one; see store.py)
+    store: str = "full"
+    # bfs: stop (or, with degrade, move to the fingerprint store once) before the process's
+    # resident memory passes max_memory bytes
+    max_memory: int | None = None
+    degrade: bool = False
+    # bfs: write the search's progress to checkpoint_dir every checkpoint_every seconds and
+    # on Ctrl-C or SIGTERM; checkpoint_header is the caller's identity of the model and run
+    checkpoint_dir: str | None = None
+    checkpoint_every: float = 60.0
+    checkpoint_header: dict[str, Any] = field(default_factory=dict)
+    # bfs: continue the search saved in this checkpoint directory
+    resume_from: str | None = None
 
 
 @dataclass
@@ -128,6 +149,10 @@ class Result:
     terminal: list[dict[str, Any]] = field(default_factory=list)
     # With Options(costs=True) after an exhaustive search: every cost's exact range.
     costs: dict[str, CostRange] = field(default_factory=dict)
+    # bfs with the fingerprint store: an upper bound on the chance a collision omitted a state
+    collision_probability: float | None = None
+    incomplete: str = ""  # why a search stopped before it was done (a memory limit)
+    caveat: str = ""  # what an exhaustive search could not check (after a store switch)
 
     @property
     def holds(self) -> bool:
@@ -146,15 +171,22 @@ class Result:
     def coverage(self) -> str:
         if self.interrupted:
             return "incomplete (interrupted)"
+        if self.incomplete:
+            return f"incomplete ({self.incomplete})"
         if self.exhaustive:
-            return "exhaustive"
+            return f"exhaustive ({self.caveat})" if self.caveat else "exhaustive"
         return f"bounded ({self.bound})" if self.bound else "incomplete"
+
+    @property
+    def complete(self) -> bool:
+        """Whether every reachable state was explored (nothing bounded or cut short)."""
+        return self.exhaustive and not self.interrupted and not self.incomplete
 
     @property
     def verdict(self) -> str:
         if self.violations:
             return "violated"
-        return "holds" if self.exhaustive and not self.interrupted else f"holds, {self.coverage}"
+        return "holds" if self.complete and not self.caveat else f"holds, {self.coverage}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -163,7 +195,7 @@ class Result:
             "verdict": self.verdict,
             "holds": self.holds,
             "coverage": self.coverage,
-            "exhaustive": self.exhaustive and not self.interrupted,
+            "exhaustive": self.complete,
             "interrupted": self.interrupted,
             "violated": self.violated(),
             "violations": [v.as_dict() for v in self.violations],
@@ -171,6 +203,13 @@ class Result:
             "stats": self.stats.as_dict(),
             "notes": self.notes,
             **({"costs": {k: c.as_dict() for k, c in self.costs.items()}} if self.costs else {}),
+            **(
+                {"collision_probability": self.collision_probability}
+                if self.collision_probability is not None
+                else {}
+            ),
+            **({"incomplete": self.incomplete} if self.incomplete else {}),
+            **({"caveat": self.caveat} if self.caveat else {}),
         }
 
 
@@ -194,6 +233,23 @@ class _Search:
         # bfs: every way found to violate a property at its shortest length (see _simplest)
         self.endpoints: dict[str, list[Endpoint]] = {}
         self.expanded = 0  # bfs: states 0 .. expanded-1 have had all their successors explored
+        self.collision_probability: float | None = None  # bfs with the fingerprint store
+        self.incomplete = ""  # see Result
+        self.caveat = ""  # see Result
+        self.degraded_at = 0  # bfs: states when a memory limit switched to fingerprints
+        self.resumed_seconds = 0.0  # bfs: time spent before the checkpoint resumed from
+        self.checkpoint_written = False
+        self._codec: StateCodec | None = None
+        self.longrun = LongRun(self)  # bfs: memory limit, checkpoints
+
+    def codec(self) -> StateCodec:
+        """The state codec of this search's System (made when first needed)."""
+        if self._codec is None:
+            self._codec = StateCodec(self.system)
+        return self._codec
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start + self.resumed_seconds
 
     # -- recording ----------------------------------------------------------------------
     def record(
@@ -295,19 +351,25 @@ class _Search:
         now = time.perf_counter()
         if self.opt.progress is not None and now - self.last_progress >= self.opt.progress_interval:
             self.last_progress = now
-            self.opt.progress(
-                Progress(self.stats.states, self.stats.transitions, depth, queue, now - self.start)
-            )
+            try:
+                self.opt.progress(
+                    Progress(
+                        self.stats.states, self.stats.transitions, depth, queue, self.elapsed()
+                    )
+                )
+            except KeyboardInterrupt:
+                if not self.longrun.defer_interrupt():
+                    raise
 
     # -- results ------------------------------------------------------------------------
     def result(self) -> Result:
-        self.stats.seconds = time.perf_counter() - self.start
+        self.stats.seconds = self.elapsed()
         self.stats.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         violations = []
         for prop, (kind, message, path, desc, loop) in self.found.items():
             trace, _ = replay(self.system, path, loop)
             violations.append(Violation(prop, kind, message, trace, desc))
-        complete = self.exhaustive and not self.interrupted
+        complete = self.exhaustive and not self.interrupted and not self.incomplete
         sometimes = {
             p.name: p.name not in self.sometimes_pending for p in self.model.sometimes_props
         }
@@ -335,6 +397,9 @@ class _Search:
             self.notes,
             [self.system.world.describe(st[0]) for st in self.terminal],
             self._cost_figures(),
+            self.collision_probability,
+            self.incomplete,
+            self.caveat,
         )
 
     def _cost_figures(self) -> dict[str, CostRange]:
@@ -353,56 +418,22 @@ def check(model: Model, options: Options | None = None) -> Result:
     if runner is None:
         raise ValueError(f"unknown search mode {opt.mode!r} (bfs, dfs or random)")
     try:
-        runner(search)
+        with search.longrun.signals():
+            runner(search)
+        search.longrun.finished()
     except KeyboardInterrupt:
         search.interrupted = True
         # The interrupt may have landed inside a step, between two writes to the world:
         # put the stored state back before replaying counterexamples.
         search.system.reload()
+    except MemoryError:
+        search.incomplete = "out of memory"
+        search.exhaustive = False
+        search.system.reload()
     return search.result()
 
 
 # -- breadth-first ---------------------------------------------------------------------
-
-
-class _Graph:
-    """The states found so far, numbered in discovery order, and how each was reached.
-
-    parent/via give a path from the initial state to every state (the first one found by
-    breadth-first search, so a shortest one). With keep_graph, every transition and each
-    state's set of enabled actors are kept too, for the liveness check.
-    """
-
-    def __init__(self, initial: State, keep_graph: bool) -> None:
-        self.index: dict[State, int] = {initial: 0}
-        self.parent = [-1]
-        self.via: list[tuple[int, tuple[int, ...]]] = [(-1, ())]
-        self.depth = [0]
-        self.keep_graph = keep_graph
-        self.edges: list[list[tuple[int, int, tuple[int, ...]]]] = [[]] if keep_graph else []
-        self.enabled: list[int] = [0] if keep_graph else []
-        self.weights: list[list[dict[str, int] | None]] = [[]] if keep_graph else []
-        self.final: set[int] = set()
-
-    def add(self, state: State, parent: int, step: tuple[int, tuple[int, ...]]) -> int:
-        idx = len(self.parent)
-        self.index[state] = idx
-        self.parent.append(parent)
-        self.via.append(step)
-        self.depth.append(self.depth[parent] + 1)
-        if self.keep_graph:
-            self.edges.append([])
-            self.enabled.append(0)
-            self.weights.append([])
-        return idx
-
-    def path_to(self, i: int) -> Path:
-        out: Path = []
-        while i > 0:
-            out.append(self.via[i])
-            i = self.parent[i]
-        out.reverse()
-        return out
 
 
 def _expandable(s: _Search, state: State) -> bool:
@@ -414,14 +445,32 @@ def _bfs(s: _Search) -> None:
     sys = s.system
     opt = s.opt
     must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
-    g = _Graph(sys.initial, opt.costs or (opt.liveness and bool(must_finish)))
-    index, depth = g.index, g.depth
     state_cost = s.model.state_cost if opt.costs else None
-    s.stats.states = 1
-    s.on_new_state(sys.initial, lambda: [])
-    queue: deque[tuple[State, int]] = deque([(sys.initial, 0)])
+    g: AnyGraph
+    if opt.resume_from is not None:
+        g, queue = checkpoint.restore(s, checkpoint.read(opt.resume_from)[1])
+    else:
+        g = _new_graph(s, opt.costs or (opt.liveness and bool(must_finish)))
+        s.stats.states = 1
+        s.on_new_state(sys.initial, lambda: [])
+        queue = deque([sys.initial])
+    find, depth = g.find, g.depth
+    run = s.longrun
+    # The queue holds the states numbered idx .. len(g) - 1, in order: every state found is
+    # appended, and popped in turn (so it needs no index beside each state).
+    idx = len(g) - len(queue) - 1
     while queue and not s.done():
-        state, idx = queue.popleft()
+        if run.active:  # between two states: memory limit, checkpoints, signals
+            old = g
+            g = run.boundary(g, queue)
+            if s.incomplete:
+                break
+            if g is not old:
+                find, depth = g.find, g.depth
+                del old
+                run.released()
+        state = queue.popleft()
+        idx += 1
         d = depth[idx]
         s.stats.max_depth = max(s.stats.max_depth, d)
         if opt.max_depth is not None and d >= opt.max_depth:
@@ -460,8 +509,8 @@ def _bfs(s: _Search) -> None:
             child = out.state
             assert child is not None
             try:
-                cidx = index.get(child)
-            except TypeError:
+                cidx = find(child)
+            except (TypeError, ModelError):
                 s.unhashable(child)
                 raise
             if cidx is None:
@@ -472,7 +521,7 @@ def _bfs(s: _Search) -> None:
                 cidx = g.add(child, idx, (actor, script))
                 s.stats.states += 1
                 s.on_new_state(child, lambda c=cidx: g.path_to(c), (cidx, d + 1))  # type: ignore[misc]
-                queue.append((child, cidx))
+                queue.append(child)
             if g.keep_graph:
                 g.edges[idx].append((cidx, actor, script))
                 if opt.costs:
@@ -481,17 +530,46 @@ def _bfs(s: _Search) -> None:
             g.enabled[idx] = mask
         if not mask:
             s.on_stuck(state, lambda i=idx: g.path_to(i), (idx, d))  # type: ignore[misc]
-            if not sys.unfinished(state):
+            if g.keep_graph and not sys.unfinished(state):
                 g.final.add(idx)
         s.tick(d, len(queue))
-    if queue:
+    if queue and not s.incomplete:
         s.exhaustive = False
         s.bound = s.bound or "stopped at first violation"
+    _note_store(s, g)
     if opt.simplest:
         _simplest(s, g)
     _check_progress(s, g, must_finish)
     if opt.costs:
         _compute_costs(s, g)
+
+
+def _new_graph(s: _Search, keep_graph: bool) -> AnyGraph:
+    """The store the options ask for; the full one when the stored graph is needed."""
+    opt, sys = s.opt, s.system
+    if opt.store not in STORES:
+        raise ValueError(f"unknown store {opt.store!r} (full or fingerprint)")
+    if opt.store == "full":
+        return Graph(sys.initial, keep_graph)
+    if keep_graph:
+        need = "exact cost ranges" if opt.costs else "the progress check of must-finish actors"
+        s.notes.append(
+            f"the full store was used instead of fingerprints: {need} needs every transition"
+        )
+        return Graph(sys.initial, keep_graph)
+    return FingerprintGraph(sys, sys.initial, s.codec())
+
+
+def _note_store(s: _Search, g: AnyGraph) -> None:
+    """With fingerprints, the chance that a collision omitted a state (as TLC reports it)."""
+    if isinstance(g, FingerprintGraph):
+        p = g.collision_probability(s.stats.transitions)
+        s.collision_probability = p
+        s.notes.append(
+            f"fingerprint store: {len(g):,} states kept as 64-bit fingerprints "
+            f"({g.nbytes() / max(1, len(g)):.0f} bytes a state); probability that a "
+            f"fingerprint collision omitted a state: at most {describe_probability(p)}"
+        )
 
 
 def switches(path: Path) -> int:
@@ -503,7 +581,7 @@ def _lowest(mask: int) -> int:
     return (mask & -mask).bit_length() - 1
 
 
-def _simplest(s: _Search, g: _Graph) -> None:
+def _simplest(s: _Search, g: AnyGraph) -> None:
     """Replace each bfs counterexample by one of the same length with the fewest context
     switches, among every violation of the same property at that length the search saw.
 
@@ -552,11 +630,11 @@ def _simplest(s: _Search, g: _Graph) -> None:
             edges = [(c, a, sc) for c, a, sc in g.edges[idx] if depth[c] == k1]
         else:
             if keys is None:
-                keys = list(islice(g.index, below))
+                keys = _states_below(s, g, below)
             edges = []
             for a, sc, out in sys.successors(keys[idx]):
                 if out.kind == "ok" and out.state is not None:
-                    c = g.index.get(out.state)
+                    c = g.find(out.state)
                     if c is not None and depth[c] == k1:
                         edges.append((c, a, sc))
         ups.append(edges)
@@ -610,6 +688,33 @@ def _simplest(s: _Search, g: _Graph) -> None:
         s.found[prop] = (kind, message, path, desc, loop)
 
 
+def _states_below(s: _Search, g: AnyGraph, below: int) -> list[State]:
+    """States 0 .. below-1: from the full store, or rebuilt layer by layer by expanding each
+    layer again (a fingerprint store keeps no states; layer k + 1 is every successor of layer
+    k first found at depth k + 1, in index order)."""
+    if isinstance(g, Graph):
+        return list(islice(g.index, below))
+    sys = s.system
+    states = [sys.initial]
+    start = 0
+    while len(states) < below:
+        layer_end = len(states)
+        k1 = g.depth[start] + 1
+        found: dict[int, State] = {}
+        for state in states[start:layer_end]:
+            for _a, _sc, out in sys.successors(state):
+                if out.kind == "ok" and out.state is not None:
+                    c = g.find(out.state)
+                    if c is not None and g.depth[c] == k1 and c not in found:
+                        found[c] = out.state
+        if not found:
+            break
+        assert min(found) == layer_end and max(found) == layer_end + len(found) - 1
+        states.extend(found[c] for c in sorted(found))
+        start = layer_end
+    return states[:below]
+
+
 def _edge_cost(base: dict[str, int], events: tuple[str, ...]) -> dict[str, int] | None:
     if not base and not events:
         return None
@@ -619,11 +724,13 @@ def _edge_cost(base: dict[str, int], events: tuple[str, ...]) -> dict[str, int] 
     return w
 
 
-def _compute_costs(s: _Search, g: _Graph) -> None:
+def _compute_costs(s: _Search, g: AnyGraph) -> None:
     """Exact cost ranges, only over a complete graph (a bounded one would understate)."""
     if not (s.exhaustive and not s.interrupted):
         s.notes.append("cost figures not computed: the search is not exhaustive")
         return
+    if not g.keep_graph:
+        return  # switched to fingerprints: the caveat says so
     graph = CostGraph(g.edges, g.weights, g.final)
     for metric in graph.metrics():
         figure = graph.range_of(metric, g.path_to)
@@ -631,21 +738,25 @@ def _compute_costs(s: _Search, g: _Graph) -> None:
             s.costs[metric] = figure
 
 
-def _check_progress(s: _Search, g: _Graph, must_finish: list[int]) -> None:
+def _check_progress(s: _Search, g: AnyGraph, must_finish: list[int]) -> None:
     """Look for a weakly fair cycle that starves a must-finish actor, on the whole graph."""
     if not must_finish:
         return
     if not s.opt.liveness:
         s.notes.append("progress of must-finish actors not checked (liveness off)")
         return
+    if s.degraded_at and not g.keep_graph:
+        return  # the caveat says so
     if not (g.keep_graph and s.exhaustive and not s.interrupted):
         if not s.done():
-            s.notes.append("progress of must-finish actors not checked: the search is bounded")
+            why = "incomplete" if s.incomplete or s.interrupted else "bounded"
+            s.notes.append(f"progress of must-finish actors not checked: the search is {why}")
         return
     if s.done():
         return
     sys = s.system
-    states = list(g.index)  # insertion order is index order
+    states = g.states()  # insertion order is index order
+    assert states is not None
     for a in must_finish:
         name = sys.actors[a].name
         unfinished = [st[1][a] is not None for st in states]
@@ -690,7 +801,7 @@ def _dfs(s: _Search) -> None:
     opt = s.opt
     bounded = opt.max_depth is not None
     must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
-    g = _Graph(sys.initial, opt.liveness and bool(must_finish) and not bounded)
+    g = Graph(sys.initial, opt.liveness and bool(must_finish) and not bounded)
     index, depth = g.index, g.depth
     s.stats.states = 1
     path: Path = []  # the steps that led to the top of the stack

@@ -27,7 +27,7 @@ from .. import __version__
 from ..atomic import write_text
 from ..engine import Model, Result, Violation
 from ..engine.trace import Trace, TraceStep
-from .text import meaning, stats_line
+from .text import meaning, stats_line, verdict_phrase
 from .values import CompactStyle, ValueStyle
 
 # Layout (pixels). Text is monospace; CHAR_W is a generous advance width for 12px.
@@ -114,7 +114,7 @@ def _section(i: int, s: Section) -> str:
     for note in s.notes:
         parts.append(f'<p class="dim">{_e(note)}</p>')
     verdict_class = "violated" if r.violations else ("holds" if r.verdict == "holds" else "bounded")
-    verdict = f"violated: {', '.join(r.violated())}" if r.violations else r.verdict
+    verdict = verdict_phrase(r)
     parts.append(f'<p class="verdict {verdict_class}">verdict: {_e(verdict)}</p>')
     parts.append(f'<p class="stats dim">{_e(stats_line(r))}</p>')
     for note in r.notes:

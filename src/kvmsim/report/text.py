@@ -139,7 +139,7 @@ def print_result(
     for prop, seen in sorted(result.sometimes.items()):
         if seen:
             console.print(Text(f"sometimes {prop!r}: witnessed", style="green"))
-        elif not (result.exhaustive and not result.interrupted):
+        elif not result.complete:
             console.print(Text(f"sometimes {prop!r}: not witnessed (search incomplete)"))
         else:
             console.print(Text(f"sometimes {prop!r}: never reached in any explored state"))
@@ -190,12 +190,23 @@ def replay_line(token: str) -> str:
     return f"replay: kvmsim replay {token}"
 
 
-def verdict_text(result: Result) -> Text:
-    """``verdict: holds`` / ``verdict: holds, bounded (...)`` / ``verdict: violated: p, q``."""
+def verdict_phrase(result: Result) -> str:
+    """The verdict with how far the search went, which every verdict line says:
+    ``holds, exhaustive`` / ``holds, bounded (depth 4)`` / ``holds, incomplete (interrupted)``
+    / ``violated: p, q (search exhaustive)``. Only an exhaustive search's "holds" stands
+    without a qualifier, and even it says so."""
     if result.violations:
-        return Text(f"verdict: violated: {', '.join(result.violated())}", style="bold red")
+        return f"violated: {', '.join(result.violated())} (search {result.coverage})"
+    return f"holds, {result.coverage}"
+
+
+def verdict_text(result: Result) -> Text:
+    """``verdict: holds, exhaustive`` / ``verdict: holds, bounded (...)`` / ``verdict:
+    violated: p, q (search ...)``."""
+    if result.violations:
+        return Text(f"verdict: {verdict_phrase(result)}", style="bold red")
     style = "bold green" if result.verdict == "holds" else "bold yellow"
-    return Text(f"verdict: {result.verdict}", style=style)
+    return Text(f"verdict: {verdict_phrase(result)}", style=style)
 
 
 def stats_line(result: Result) -> str:

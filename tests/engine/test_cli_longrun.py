@@ -1,0 +1,278 @@
+"""Long runs on the command line: --store, --max-memory/--degrade, --checkpoint and resume,
+and verdict lines that always say how far the search went."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvmsim.cli import main
+from kvmsim.engine import checkpoint as ck
+from kvmsim.engine.longrun import LongRun
+
+ROOT = Path(__file__).resolve().parents[2]
+MUTANTS = ROOT / "tests" / "kernel" / "mutants.py"
+
+COUNTERS = """
+from kvmsim import Model, Setup, Struct
+
+class Shared(Struct):
+    value: int = 0
+
+def adder(w, times):
+    for _ in range(times):
+        seen = w.value
+        yield "read"
+        w.value = seen + 1
+        yield "write"
+
+model = Model("counters")
+
+@model.setup
+def setup(s: Setup) -> Shared:
+    w = Shared()
+    for i in range(3):
+        s.actor(f"T{i}", adder, w, TIMES)
+    return w
+
+@model.invariant("small")
+def small(w):
+    return w.value <= LIMIT
+"""
+
+
+def model_file(tmp_path: Path, times: int = 2, limit: int = 99) -> str:
+    path = tmp_path / "counters.py"
+    path.write_text(f"TIMES = {times}\nLIMIT = {limit}\n" + COUNTERS)
+    return str(path)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def without_timings(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {
+            k: without_timings(v)
+            for k, v in doc.items()
+            if k not in ("seconds", "states_per_second", "peak_memory_mb", "notes")
+        }
+    if isinstance(doc, list):
+        return [without_timings(v) for v in doc]
+    return doc
+
+
+def interrupt_after(monkeypatch: pytest.MonkeyPatch, states: int) -> None:
+    """Press Ctrl-C (as a signal noted by the search) once states are found."""
+    real = LongRun.boundary
+
+    def boundary(self: LongRun, g: Any, queue: Any) -> Any:
+        if self.s.stats.states >= states and self.signal is None:
+            self.signal = signal.SIGINT
+        return real(self, g, queue)
+
+    monkeypatch.setattr(LongRun, "boundary", boundary)
+
+
+# -- --store ----------------------------------------------------------------------------------
+
+
+def test_fingerprint_store_same_statistics_and_the_probability(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = model_file(tmp_path)
+    code, full, _ = run(capsys, "check", path, "--json", "--quiet")
+    code2, compact, _ = run(capsys, "check", path, "--json", "--quiet", "--store", "fingerprint")
+    assert code == code2 == 0
+    a, b = json.loads(full), json.loads(compact)
+    assert without_timings(a) == {
+        k: v for k, v in without_timings(b).items() if k != "collision_probability"
+    }
+    assert 0 < b["collision_probability"] < 1e-10
+    code, out, _ = run(capsys, "check", path, "--quiet", "--store", "fingerprint")
+    assert "probability that a fingerprint collision omitted a state: at most" in out
+
+
+# -- --max-memory -----------------------------------------------------------------------------
+
+
+def test_memory_limit_gives_an_incomplete_result_never_holds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run(capsys, "check", model_file(tmp_path), "--quiet", "--max-memory", "1M")
+    assert code == 2
+    assert "verdict: holds, incomplete (memory limit 1.0 MB reached)" in out
+    assert "verdict: holds\n" not in out and "verdict: holds, exhaustive" not in out
+    assert "coverage: incomplete (memory limit" in out
+    assert "memory limit 1.0 MB reached: incomplete" in err
+    code, out, err = run(
+        capsys, "check", model_file(tmp_path), "--quiet", "--max-memory", "1M", "--json"
+    )
+    doc = json.loads(out)
+    assert code == 2 and not doc["exhaustive"] and doc["verdict"].startswith("holds, incomplete")
+
+
+def test_memory_limit_with_a_violation_still_reports_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = model_file(tmp_path, limit=2)
+    code, out, _ = run(capsys, "check", path, "--quiet", "--max-memory", "64G")
+    assert code == 1 and "verdict: violated: small (search exhaustive)" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--degrade"], "--degrade needs --max-memory"),
+        (["--max-memory", "lots"], "not a size"),
+        (["--max-memory", "1G", "--mode", "dfs"], "--max-memory applies only to --mode bfs"),
+        (["--store", "fingerprint", "--mode", "random"], "--store applies only to --mode bfs"),
+        (["--store", "disk"], "invalid choice"),
+        (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint"),
+        (["--checkpoint", "DIR", "--checkpoint-every", "0"], "more than 0 seconds"),
+    ],
+)
+def test_bad_long_run_options_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, "check", model_file(tmp_path), *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and not out
+
+
+def test_checkpoint_needs_one_scenario(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "check", "--checkpoint", str(tmp_path / "ck"))
+    assert code == 2 and "--checkpoint needs one model" in err
+
+
+# -- --checkpoint and resume ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["full", "fingerprint"])
+def test_interrupted_check_resumes_to_the_same_counterexample(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str
+) -> None:
+    args = ["--variant", f"{MUTANTS}:no_wait", "--scenario", "migrate", "--json", "--quiet"]
+    args += ["--store", store]
+    code, whole, _ = run(capsys, "check", *args)
+    assert code == 1
+    directory = str(tmp_path / "ck")
+    interrupt_after(monkeypatch, 300)
+    code, partial, err = run(capsys, "check", *args, "--checkpoint", directory)
+    assert code == (1 if json.loads(partial)["violations"] else 2)
+    assert f"continue with: kvmsim resume {directory}" in err
+    assert json.loads(partial)["coverage"] == "incomplete (interrupted)"
+    monkeypatch.undo()
+    code, resumed, _ = run(capsys, "resume", directory, "--json", "--quiet")
+    assert code == 1
+    a, b = json.loads(whole), json.loads(resumed)
+    assert b["violations"] and without_timings(b["violations"]) == without_timings(a["violations"])
+    assert b["stats"]["states"] == a["stats"]["states"]
+    assert b["stats"]["transitions"] == a["stats"]["transitions"]
+    assert b["verdict"] == a["verdict"] and b["coverage"] == a["coverage"]
+    assert not os.path.exists(os.path.join(directory, ck.FILENAME))
+
+
+def test_resume_refuses_a_changed_model_a_corrupt_file_and_a_used_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = model_file(tmp_path)
+    directory = str(tmp_path / "ck")
+    interrupt_after(monkeypatch, 100)
+    code, _, _ = run(capsys, "check", path, "--quiet", "--checkpoint", directory)
+    monkeypatch.undo()
+    assert code == 2
+    code, _, err = run(capsys, "check", path, "--quiet", "--checkpoint", directory)
+    assert code == 2 and "already holds a checkpoint" in err
+    good = (Path(directory) / ck.FILENAME).read_bytes()
+    Path(path).write_text(Path(path).read_text().replace("LIMIT = 99", "LIMIT = 98"))
+    code, out, err = run(capsys, "resume", directory)
+    assert code == 2 and "changed since the checkpoint" in err and not out
+    assert len(err.strip().splitlines()) == 1
+    model_file(tmp_path)  # the model as it was: resuming works again
+    (Path(directory) / ck.FILENAME).write_bytes(good[:-10] + b"0123456789")
+    code, out, err = run(capsys, "resume", directory)
+    assert code == 2 and "corrupt" in err and not out
+    code, _, err = run(capsys, "resume", str(tmp_path / "nothing"))
+    assert code == 2 and "no checkpoint" in err
+    header = json.loads(good.split(b"\n")[1])
+    header["kvmsim"] = "0.0.1"
+    (Path(directory) / ck.FILENAME).write_bytes(
+        ck.MAGIC + json.dumps(header).encode() + b"\n" + good.split(b"\n", 2)[2]
+    )
+    code, _, err = run(capsys, "resume", directory)
+    assert code == 2 and "written by kvmsim 0.0.1" in err
+
+
+def test_sigint_to_a_running_check_leaves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
+    """The real thing: a separate process, Ctrl-C (SIGINT) mid-search, then resume."""
+    path = model_file(tmp_path, times=3)
+    directory = tmp_path / "ck"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    cmd = [sys.executable, "-m", "kvmsim"]
+    proc = subprocess.Popen(
+        [*cmd, "check", path, "--json", "--quiet", "--checkpoint", str(directory)]
+        + ["--checkpoint-every", "0.1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (directory / ck.FILENAME).exists():  # the search is under way
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.communicate()
+            pytest.skip("the search finished before it could be interrupted")
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the search finished before the signal (a very fast machine)")
+    assert proc.returncode == 2 and "continue with: kvmsim resume" in err
+    assert json.loads(out)["interrupted"]
+    resumed = subprocess.run(
+        [*cmd, "resume", str(directory), "--json", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    whole = subprocess.run(
+        [*cmd, "check", path, "--json", "--quiet"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == whole.returncode == 0
+    assert without_timings(json.loads(resumed.stdout)) == without_timings(json.loads(whole.stdout))
+
+
+# -- verdict lines ----------------------------------------------------------------------------
+
+
+def test_every_verdict_line_says_how_far_the_search_went(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = model_file(tmp_path)
+    bad = str(tmp_path / "bad.py")
+    Path(bad).write_text("TIMES = 2\nLIMIT = 2\n" + COUNTERS)
+    cases = [
+        ([path], "verdict: holds, exhaustive"),
+        ([path, "--max-depth", "3"], "verdict: holds, bounded (depth 3)"),
+        ([path, "--max-states", "10"], "verdict: holds, bounded (10 states)"),
+        ([path, "--mode", "random", "--runs", "2"], "verdict: holds, bounded (2 random runs"),
+        ([bad], "verdict: violated: small (search exhaustive)"),
+        ([bad, "--stop-at-first"], "verdict: violated: small (search bounded (stopped at first"),
+    ]
+    for argv, line in cases:
+        _code, out, _ = run(capsys, "check", *argv, "--quiet")
+        verdicts = [x for x in out.splitlines() if x.startswith("verdict:")]
+        assert len(verdicts) == 1 and verdicts[0].startswith(line), (argv, verdicts)
