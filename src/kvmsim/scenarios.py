@@ -26,6 +26,10 @@ class Scenario:
     apicv_toggle: bool = False  # knob: the VMM inhibits APICv VM-wide, then re-activates it
     smm: bool = True  # the VM has the SMM address space
     migrate_passes: int = 2
+    # knob: kvm_make_all_cpus_request visits the vCPUs in any order, not by index: a sound
+    # over-approximation that makes identical vCPUs interchangeable (the model then declares
+    # them symmetric, for Options(symmetry=True) / check --symmetry)
+    any_order_kicks: bool = False
     default: bool = True
     properties: tuple[str, ...] = field(default=())  # extra, non-default properties
 

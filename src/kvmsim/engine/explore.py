@@ -23,6 +23,7 @@ from typing import Any
 from .costs import CostGraph, CostRange
 from .liveness import find_fair_lasso
 from .model import Model
+from .reduction import Reductions
 from .system import Outcome, State, System
 from .trace import Path, Trace, replay
 
@@ -52,6 +53,11 @@ class Options:
     # bfs: among the shortest counterexamples of a property, report one with the fewest
     # context switches (changes of acting actor between consecutive steps)
     simplest: bool = True
+    # bfs/dfs: store one state per renaming of the actors a model declares interchangeable
+    # (Setup.symmetric), and expand one actor's step where that is sound (partial-order
+    # reduction); both off for liveness and costs (see engine/reduction.py)
+    symmetry: bool = False
+    por: bool = False
 
 
 @dataclass
@@ -194,6 +200,16 @@ class _Search:
         # bfs: every way found to violate a property at its shortest length (see _simplest)
         self.endpoints: dict[str, list[Endpoint]] = {}
         self.expanded = 0  # bfs: states 0 .. expanded-1 have had all their successors explored
+        self.reduce = Reductions(
+            self.system,
+            model,
+            symmetry=options.symmetry,
+            por=options.por,
+            mode=options.mode,
+            liveness=options.liveness,
+            costs=options.costs,
+            notes=self.notes,
+        )
 
     # -- recording ----------------------------------------------------------------------
     def record(
@@ -303,6 +319,7 @@ class _Search:
     def result(self) -> Result:
         self.stats.seconds = time.perf_counter() - self.start
         self.stats.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.reduce.report(self.notes)
         violations = []
         for prop, (kind, message, path, desc, loop) in self.found.items():
             trace, _ = replay(self.system, path, loop)
@@ -414,8 +431,9 @@ def _bfs(s: _Search) -> None:
     sys = s.system
     opt = s.opt
     must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
-    g = _Graph(sys.initial, opt.costs or (opt.liveness and bool(must_finish)))
+    g = _Graph(s.reduce.key(sys.initial), opt.costs or (opt.liveness and bool(must_finish)))
     index, depth = g.index, g.depth
+    red = s.reduce
     state_cost = s.model.state_cost if opt.costs else None
     s.stats.states = 1
     s.on_new_state(sys.initial, lambda: [])
@@ -437,7 +455,7 @@ def _bfs(s: _Search) -> None:
         if state_cost is not None:
             sys.world.load(state[0])
             base = {k: v for k, v in state_cost(sys.root).items() if v}
-        for actor, script, out in sys.successors(state):
+        for actor, script, out in red.successors(state, index.__contains__):
             if out.kind == "blocked":
                 continue
             mask |= 1 << actor
@@ -460,7 +478,8 @@ def _bfs(s: _Search) -> None:
             child = out.state
             assert child is not None
             try:
-                cidx = index.get(child)
+                key = red.key(child)
+                cidx = index.get(key)
             except TypeError:
                 s.unhashable(child)
                 raise
@@ -469,9 +488,10 @@ def _bfs(s: _Search) -> None:
                     s.exhaustive = False
                     s.bound = f"{opt.max_states} states"
                     continue
-                cidx = g.add(child, idx, (actor, script))
+                cidx = g.add(key, idx, (actor, script))
                 s.stats.states += 1
                 s.on_new_state(child, lambda c=cidx: g.path_to(c), (cidx, d + 1))  # type: ignore[misc]
+                red.reached(child, cidx, d + 1)
                 queue.append((child, cidx))
             if g.keep_graph:
                 g.edges[idx].append((cidx, actor, script))
@@ -487,7 +507,7 @@ def _bfs(s: _Search) -> None:
     if queue:
         s.exhaustive = False
         s.bound = s.bound or "stopped at first violation"
-    if opt.simplest:
+    if opt.simplest and not red.active:
         _simplest(s, g)
     _check_progress(s, g, must_finish)
     if opt.costs:
@@ -690,13 +710,14 @@ def _dfs(s: _Search) -> None:
     opt = s.opt
     bounded = opt.max_depth is not None
     must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
-    g = _Graph(sys.initial, opt.liveness and bool(must_finish) and not bounded)
+    g = _Graph(s.reduce.key(sys.initial), opt.liveness and bool(must_finish) and not bounded)
     index, depth = g.index, g.depth
+    red = s.reduce
     s.stats.states = 1
     path: Path = []  # the steps that led to the top of the stack
     s.on_new_state(sys.initial, lambda: [])
     stack: list[tuple[State, int, Iterator[tuple[int, tuple[int, ...], Outcome]]]] = [
-        (sys.initial, 0, sys.successors(sys.initial))
+        (sys.initial, 0, red.successors(sys.initial, index.__contains__))
     ]
     masks = [0]
     while stack and not s.done():
@@ -739,7 +760,8 @@ def _dfs(s: _Search) -> None:
         child = out.state
         assert child is not None
         try:
-            cidx = index.get(child)
+            key = red.key(child)
+            cidx = index.get(key)
         except TypeError:
             s.unhashable(child)
             raise
@@ -748,11 +770,12 @@ def _dfs(s: _Search) -> None:
                 s.exhaustive = False
                 s.bound = f"{opt.max_states} states"
                 continue
-            cidx = g.add(child, idx, (actor, script))
+            cidx = g.add(key, idx, (actor, script))
             depth[cidx] = d + 1
             s.stats.states += 1
             path.append((actor, script))
             s.on_new_state(child, lambda: list(path))
+            red.reached(child, cidx, d + 1)
         elif bounded and depth[cidx] > d + 1:
             # Found again by a shorter path: explore it again, its subtree may now fit.
             depth[cidx] = d + 1
@@ -765,7 +788,7 @@ def _dfs(s: _Search) -> None:
             continue
         if g.keep_graph:
             g.edges[idx].append((cidx, actor, script))
-        stack.append((child, cidx, sys.successors(child)))
+        stack.append((child, cidx, red.successors(child, index.__contains__)))
         masks.append(0)
     if stack:
         s.exhaustive = False
