@@ -159,6 +159,23 @@ SCENARIOS: dict[str, Scenario] = {
             ((("migrate", "apic"),),),
             default=False,
         ),
+        Scenario(
+            "two-vcpus-any-order",
+            "As two-vcpus-migrate, but requests and kicks visit the vCPUs in any order (an "
+            "over-approximation under which the vCPUs are symmetric: check --symmetry)",
+            (("apic",), ("apic",)),
+            ((("migrate", "apic"),),),
+            any_order_kicks=True,
+            default=False,
+        ),
+        Scenario(
+            "three-vcpus-any-order",
+            "As three-vcpus-migrate, with requests and kicks in any order (check --symmetry)",
+            (("apic",), ("apic",), ("apic",)),
+            ((("migrate", "apic"),),),
+            any_order_kicks=True,
+            default=False,
+        ),
     )
 }
 
