@@ -139,9 +139,11 @@ class _Scope:
         for node in _scope_nodes(fdef.body):
             for name in _stored_names(node):
                 stores.setdefault(name, []).append(node)
-        self.locals = set(stores) | set(self.params) | {
-            a.arg for a in fdef.args.kwonlyargs + fdef.args.posonlyargs
-        }
+        self.locals = (
+            set(stores)
+            | set(self.params)
+            | {a.arg for a in fdef.args.kwonlyargs + fdef.args.posonlyargs}
+        )
         if fdef.args.vararg:
             self.locals.add(fdef.args.vararg.arg)
         if fdef.args.kwarg:
@@ -247,8 +249,10 @@ class _Scope:
         elif isinstance(func_expr, ast.Attribute):
             base = func_expr.value
             module = self.lookup(base.id) if isinstance(base, ast.Name) else None
-            if isinstance(base, ast.Name) and base.id not in self.locals and isinstance(
-                module, ModuleType
+            if (
+                isinstance(base, ast.Name)
+                and base.id not in self.locals
+                and isinstance(module, ModuleType)
             ):
                 target = getattr(module, func_expr.attr, None)
             elif isinstance(module, type) and not issubclass(module, Struct):
@@ -350,8 +354,16 @@ def _scope_nodes(stmts: list[ast.stmt]) -> list[ast.AST]:
         out.append(node)
         if not isinstance(
             node,
-            (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.ListComp,
-             ast.SetComp, ast.DictComp, ast.GeneratorExp),
+            (
+                ast.FunctionDef,
+                ast.AsyncFunctionDef,
+                ast.ClassDef,
+                ast.Lambda,
+                ast.ListComp,
+                ast.SetComp,
+                ast.DictComp,
+                ast.GeneratorExp,
+            ),
         ):
             todo.extend(ast.iter_child_nodes(node))
     return out

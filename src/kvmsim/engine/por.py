@@ -28,6 +28,7 @@ reduction off for those.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from types import FunctionType
 from typing import Any
 
 from .footprint import TOP, Analyzer, Summary, struct_methods
@@ -101,14 +102,19 @@ class PartialOrder:
         self.analyzer = Analyzer(self.slot_of, struct_methods(classes), names)
         whole = Summary()
         for spec in system.actors:
-            whole.add(self.analyzer.function(spec.func))
+            if isinstance(spec.func, FunctionType):
+                whole.add(self.analyzer.function(spec.func))
+            else:
+                whole.anything = True
         self.written = {f for _r, _c, f, w in whole.accesses if w}
         if whole.anything:
             self.written = set(names)
         seen: Summary = Summary()
         for prop in model.properties:
-            if prop.check is not None:
-                seen.add(self.analyzer.function(prop.check))  # type: ignore[arg-type]
+            if isinstance(prop.check, FunctionType):
+                seen.add(self.analyzer.function(prop.check))
+            elif prop.check is not None:
+                seen.anything = True
         self.visible = self._resolve(seen, (system.root,))
         self._cache: dict[Any, Footprint] = {}
         self.ample_states = 0  # states expanded with one actor's step

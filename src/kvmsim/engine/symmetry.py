@@ -220,7 +220,9 @@ class SymmetryReducer:
         parts.append(self.stable(actors[group.actors[i]], tokens))
         return tuple(parts)
 
-    def stable(self, value: Any, tokens: tuple[dict[int, Any], dict[str, Any]] | None = None) -> Any:
+    def stable(
+        self, value: Any, tokens: tuple[dict[int, Any], dict[str, Any]] | None = None
+    ) -> Any:
         """A totally ordered, process-independent encoding of a value."""
         t = type(value)
         if t is bool:
@@ -341,4 +343,3 @@ def _rename(value: Any, objs: dict[int, Any], strs: dict[str, str]) -> Any:
     if isinstance(value, Struct):
         return objs.get(id(value), value)
     return value
-
