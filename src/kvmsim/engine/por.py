@@ -175,7 +175,16 @@ class PartialOrder:
         finally:
             del Struct.__getattribute__
             del Struct.__setattr__
-        return steps, self._fields_of(_READS), self._fields_of(_WRITES)
+        writes = self._fields_of(_WRITES)
+        # and whatever changed by other means (a write through __dict__ skips the hook)
+        before = state[0]
+        for _a, _sc, out in steps:
+            if out.state is not None:
+                for slot, (old, new) in enumerate(zip(before, out.state[0])):
+                    if old is not new and old != new:
+                        names = self.system.world.fields[slot]
+                        writes.update((slot, names[k]) for k in range(len(old)) if old[k] != new[k])
+        return steps, self._fields_of(_READS), writes
 
     def _fields_of(self, accesses: set[tuple[int, str]]) -> set[Field]:
         out: set[Field] = set()
