@@ -40,6 +40,7 @@ from .world import ModelError, Struct
 
 AUDIT_FIRST = 300  # audit every one of the first states explored...
 AUDIT_EVERY = 64  # ...then one in this many
+CACHE_LIMIT = 400_000  # entries per memo table before it is cleared
 
 Renaming = tuple[dict[int, Any], dict[str, str]]  # object id -> object, actor name -> name
 
@@ -117,6 +118,9 @@ class SymmetryReducer:
                 slot = self.slot_of[id(obj)]
                 self.unordered.setdefault(slot, set()).add(world.fields[slot].index(fname))
         self.audited = 0
+        self._plans: dict[tuple[tuple[int, ...], ...], Any] = {}
+        self._sorted_cache: dict[Any, Any] = {}
+        self._sigs: dict[Any, Any] = {}
         self.check_initial()
 
     # -- permuting a state ---------------------------------------------------------------
@@ -137,33 +141,63 @@ class SymmetryReducer:
         """The state with the members moved by perms; sort: put the unordered fields back in
         creation order (so that a tuple indexed by an identity field still finds the member
         that index names)."""
-        objs, strs = self.renaming(perms)
+        plan = self._plan(tuple(perms))
+        objs, strs, slot_dest, actor_dest, cache = plan
         world, actors = state
-        slot_dest = list(range(len(world)))
-        actor_dest = list(range(len(actors)))
-        for group, perm in zip(self.groups, perms):
-            for i, j in enumerate(perm):
-                actor_dest[group.actors[i]] = group.actors[j]
-                for src, dst in zip(group.slots[i], group.slots[j]):
-                    slot_dest[src] = dst
+        if len(cache) > CACHE_LIMIT:
+            cache.clear()
         new_world: list[Any] = list(world)
         for src, vals in enumerate(world):
             dst = slot_dest[src]
-            out = [_rename(v, objs, strs) for v in vals] if (objs or strs) else list(vals)
-            for k in self.identity.get(dst, ()):
-                out[k] = world[dst][k]
-            if sort:
-                for k in self.unordered.get(dst, ()):
-                    out[k] = tuple(sorted(out[k], key=self.stable))
-            new_world[dst] = tuple(out)
+            out = cache.get(vals)
+            if out is None:
+                out = tuple([_rename(v, objs, strs) for v in vals]) if objs else vals
+                cache[vals] = out
+            fix = self.identity.get(dst)
+            unordered = self.unordered.get(dst) if sort else None
+            if (fix and src != dst) or unordered:
+                changed = list(out)
+                if src != dst:
+                    for k in fix or ():
+                        changed[k] = world[dst][k]
+                for k in unordered or ():
+                    changed[k] = self._sorted(changed[k])
+                out = tuple(changed)
+            new_world[dst] = out
         new_actors: list[Any] = list(actors)
         for a, frames in enumerate(actors):
-            new_actors[actor_dest[a]] = (
-                None
-                if frames is None
-                else tuple((f, pc, _rename(vals, objs, strs)) for f, pc, vals in frames)
-            )
+            if frames is not None and objs:
+                got = cache.get(frames)
+                if got is None:
+                    got = tuple((f, pc, _rename(vals, objs, strs)) for f, pc, vals in frames)
+                    cache[frames] = got
+                frames = got
+            new_actors[actor_dest[a]] = frames
         return (tuple(new_world), tuple(new_actors))
+
+    def _plan(self, perms: tuple[tuple[int, ...], ...]) -> Any:
+        """How perms moves objects and actors, with a cache of renamed values."""
+        plan = self._plans.get(perms)
+        if plan is None:
+            objs, strs = self.renaming(list(perms))
+            slot_dest = list(range(len(self.objects)))
+            actor_dest = list(range(len(self.system.actors)))
+            for group, perm in zip(self.groups, perms):
+                for i, j in enumerate(perm):
+                    actor_dest[group.actors[i]] = group.actors[j]
+                    for src, dst in zip(group.slots[i], group.slots[j]):
+                        slot_dest[src] = dst
+            plan = self._plans[perms] = (objs, strs, slot_dest, actor_dest, {})
+        return plan
+
+    def _sorted(self, value: Any) -> Any:
+        got = self._sorted_cache.get(value)
+        if got is None:
+            got = tuple(sorted(value, key=self.stable))
+            if len(self._sorted_cache) > CACHE_LIMIT:
+                self._sorted_cache.clear()
+            self._sorted_cache[value] = got
+        return got
 
     # -- the canonical key -----------------------------------------------------------------
     def key(self, state: State) -> State:
@@ -201,6 +235,17 @@ class SymmetryReducer:
 
     def signature(self, state: State, group: _Group, i: int) -> Any:
         """Member i's own data, with references into the group abstracted (stable order)."""
+        world, actors = state
+        memo = (id(group), i, tuple(world[s] for s in group.slots[i]), actors[group.actors[i]])
+        got = self._sigs.get(memo)
+        if got is None:
+            got = self._signature(state, group, i)
+            if len(self._sigs) > CACHE_LIMIT:
+                self._sigs.clear()
+            self._sigs[memo] = got
+        return got
+
+    def _signature(self, state: State, group: _Group, i: int) -> Any:
         own = {id(self.objects[s]): ("own", j) for j, s in enumerate(group.slots[i])}
         mem: dict[int, Any] = {}
         for k, slots in enumerate(group.slots):
