@@ -28,7 +28,13 @@ from .world import Struct
 
 Root = tuple[Any, ...]
 Path = tuple[Root, tuple[str, ...]]
-Access = tuple[Root, tuple[str, ...], str, bool]
+# A guard: conditions (local, positive, values) on the function's *control* locals (locals
+# only ever assigned constants, such as an explicit program counter) under which an access
+# or an assignment happens: `if pc == V_GUEST:` guards its body with (pc, True, {V_GUEST}),
+# its else branch with (pc, False, {V_GUEST}).
+Guard = tuple[tuple[str, bool, frozenset[Any]], ...]
+Access = tuple[Root, tuple[str, ...], str, bool, Guard]
+Transition = tuple[str, frozenset[Any] | None, Guard]  # control local := one of values
 TOP: Root = ("T",)
 DYNAMIC = {"getattr", "setattr", "delattr", "vars", "exec", "eval", "__import__", "globals"}
 ENGINE = "kvmsim.engine"
@@ -37,11 +43,49 @@ ENGINE = "kvmsim.engine"
 @dataclass
 class Summary:
     accesses: set[Access] = field(default_factory=set)
+    transitions: set[Transition] = field(default_factory=set)
     anything: bool = False
 
     def add(self, other: Summary) -> None:
         self.accesses |= other.accesses
+        self.transitions |= other.transitions
         self.anything = self.anything or other.anything
+
+
+def reachable_values(
+    summary: Summary, start: dict[str, set[Any] | None]
+) -> dict[str, set[Any] | None]:
+    """Every value the control locals may take from start on (None: any value)."""
+    values = {k: (None if v is None else set(v)) for k, v in start.items()}
+    changed = True
+    while changed:
+        changed = False
+        for name, new, guard in summary.transitions:
+            if name not in values or not satisfiable(guard, values):
+                continue
+            have = values[name]
+            if have is None:
+                continue
+            if new is None:
+                values[name] = None
+                changed = True
+            elif not new <= have:
+                have |= new
+                changed = True
+    return values
+
+
+def satisfiable(guard: Guard, values: dict[str, set[Any] | None]) -> bool:
+    """Whether some reachable values of the control locals meet every condition."""
+    for name, positive, allowed in guard:
+        have = values.get(name)
+        if have is None:
+            continue
+        if positive and not (have & allowed):
+            return False
+        if not positive and not (have - allowed):
+            return False
+    return True
 
 
 class Analyzer:
@@ -136,9 +180,16 @@ class _Scope:
         self.func = func
         self.params = [a.arg for a in fdef.args.args]
         stores: dict[str, list[ast.AST]] = {}
+        assigned: dict[str, list[ast.expr]] = {}  # plain `name = value` assignments
         for node in _scope_nodes(fdef.body):
             for name in _stored_names(node):
                 stores.setdefault(name, []).append(node)
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+            ):
+                assigned.setdefault(node.targets[0].id, []).append(node.value)
         self.locals = (
             set(stores)
             | set(self.params)
@@ -164,18 +215,72 @@ class _Scope:
             for name, nodes in stores.items():
                 if name in self.alias or name in self.params or name in shadowed:
                     continue
-                if len(nodes) != 1:
+                if len(nodes) != 1 or len(assigned.get(name, ())) != 1:
                     continue
-                node = nodes[0]
-                if (
-                    isinstance(node, ast.Assign)
-                    and len(node.targets) == 1
-                    and isinstance(node.targets[0], ast.Name)
-                ):
-                    path = self.path(node.value)
-                    if path[0] != TOP:
-                        self.alias[name] = path
-                        changed = True
+                path = self.path(assigned[name][0])
+                if path[0] != TOP:
+                    self.alias[name] = path
+                    changed = True
+        # Control locals: every store a plain assignment of constants.
+        self.control: set[str] = set()
+        for name in set(stores) | set(self.params):
+            if name in shadowed:
+                continue
+            values = assigned.get(name, [])
+            if len(stores.get(name, [])) != len(values):
+                continue
+            if all(self.constants(v) is not None for v in values):
+                self.control.add(name)
+
+    def constants(self, expr: ast.expr) -> frozenset[Any] | None:
+        """The values expr may have when it is made of constants only, else None."""
+        if isinstance(expr, ast.Constant) and isinstance(expr.value, (int, str, type(None))):
+            return frozenset({expr.value})
+        if isinstance(expr, ast.Name) and expr.id not in self.locals:
+            obj = self.lookup(expr.id)
+            if isinstance(obj, (int, str)) and not isinstance(obj, bool):
+                return frozenset({obj})
+            return None
+        if isinstance(expr, ast.IfExp):
+            a, b = self.constants(expr.body), self.constants(expr.orelse)
+            return None if a is None or b is None else a | b
+        return None
+
+    def condition(self, test: ast.expr) -> tuple[str, bool, frozenset[Any]] | None:
+        """test as a condition on one control local (`pc == X`, `pc in (X, Y)`, `or`)."""
+        if isinstance(test, ast.Compare) and len(test.ops) == 1:
+            left, op, right = test.left, test.ops[0], test.comparators[0]
+            if not (isinstance(left, ast.Name) and left.id in self.control):
+                return None
+            if isinstance(op, (ast.Eq, ast.NotEq)):
+                vals = self.constants(right)
+                if vals is None or len(vals) != 1:
+                    return None
+                return (left.id, isinstance(op, ast.Eq), vals)
+            if isinstance(op, (ast.In, ast.NotIn)) and isinstance(
+                right, (ast.Tuple, ast.List, ast.Set)
+            ):
+                got: frozenset[Any] = frozenset()
+                for elt in right.elts:
+                    one = self.constants(elt)
+                    if one is None or len(one) != 1:
+                        return None
+                    got |= one
+                return (left.id, isinstance(op, ast.In), got)
+            return None
+        if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.Or):
+            parts = [self.condition(v) for v in test.values]
+            if any(p is None or not p[1] for p in parts):
+                return None
+            names = {p[0] for p in parts if p is not None}
+            if len(names) != 1:
+                return None
+            allowed: frozenset[Any] = frozenset()
+            for p in parts:
+                assert p is not None
+                allowed |= p[2]
+            return (names.pop(), True, allowed)
+        return None
 
     def lookup(self, name: str) -> Any:
         """The object a free name refers to (closure, globals, builtins), or None."""
@@ -206,40 +311,67 @@ class _Scope:
             return (root, chain + (expr.attr,))
         return (TOP, ())
 
-    def statement(self, stmt: ast.AST, out: Summary) -> None:
+    def statement(self, stmt: ast.AST, out: Summary, guard: Guard = ()) -> None:
+        """Add what stmt may access (under guard) to out; an `if` on a control local
+        guards its branches."""
+        if isinstance(stmt, ast.If):
+            cond = self.condition(stmt.test)
+            self.scan(stmt.test, out, guard)
+            inner = guard + ((cond,) if cond is not None else ())
+            for sub in stmt.body:
+                self.statement(sub, out, inner)
+            other = guard + (((cond[0], not cond[1], cond[2]),) if cond is not None else ())
+            for sub in stmt.orelse:
+                self.statement(sub, out, other)
+            return
+        self.scan(stmt, out, guard)
+
+    def scan(self, stmt: ast.AST, out: Summary, guard: Guard) -> None:
         action = _call_action(stmt)
         for node in ast.walk(stmt):
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id in self.control
+            ):
+                out.transitions.add((node.targets[0].id, self.constants(node.value), guard))
             if isinstance(node, ast.Attribute):
                 if node.attr in ("__dict__", "__class__", "__setattr__", "__getattribute__"):
                     out.anything = True
                 root, chain = self.path(node.value)
                 for getter in self.an.methods.get(node.attr, []):
-                    self.include(getter, [node.value], {}, out)  # a property (or method)
+                    self.include(getter, [node.value], {}, out, guard)  # a property (or method)
                 write = isinstance(node.ctx, (ast.Store, ast.Del))
-                out.accesses.add((root, chain, node.attr, write))
+                out.accesses.add((root, chain, node.attr, write, guard))
                 if write and isinstance(node.ctx, ast.Store):
                     continue
             elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Attribute):
                 root, chain = self.path(node.target.value)
-                out.accesses.add((root, chain, node.target.attr, False))
+                out.accesses.add((root, chain, node.target.attr, False, guard))
             elif isinstance(node, ast.Call):
-                self.call(node.func, node.args, node.keywords, out)
+                self.call(node.func, node.args, node.keywords, out, guard)
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
                 if node.id not in self.locals:
                     obj = self.lookup(node.id)
                     if isinstance(obj, FunctionType) and not _called_here(node, stmt):
                         # a function handed on as a value may be called by its receiver
-                        self.include(obj, [], {}, out)
+                        self.include(obj, [], {}, out, guard)
                     elif isinstance(obj, str) and obj in DYNAMIC:
                         out.anything = True
                     elif obj in (getattr, setattr, delattr, vars, exec, eval, globals):
                         out.anything = True
         if action is not None:
             func_expr, args, keywords = action
-            self.call(func_expr, args, keywords, out)
+            self.call(func_expr, args, keywords, out, guard)
 
     def call(
-        self, func_expr: ast.expr, args: list[ast.expr], keywords: list[ast.keyword], out: Summary
+        self,
+        func_expr: ast.expr,
+        args: list[ast.expr],
+        keywords: list[ast.keyword],
+        out: Summary,
+        guard: Guard,
     ) -> None:
         if isinstance(func_expr, ast.Name):
             if func_expr.id in self.locals:
@@ -266,7 +398,7 @@ class _Scope:
                 if func_expr.attr in self.an.field_names:
                     out.anything = True
                 for method in self.an.methods.get(func_expr.attr, []):
-                    self.include(method, [base, *args], _kw(keywords), out)
+                    self.include(method, [base, *args], _kw(keywords), out, guard)
                 return
         elif isinstance(func_expr, ast.Lambda):
             return  # its body is walked as part of the statement
@@ -274,15 +406,22 @@ class _Scope:
             out.anything = True
             return
         if isinstance(target, FunctionType):
-            self.include(target, list(args), _kw(keywords), out)
+            self.include(target, list(args), _kw(keywords), out, guard)
         elif target in (getattr, setattr, delattr, vars, exec, eval, globals):
             out.anything = True
         elif target is None and isinstance(func_expr, ast.Name):
             out.anything = True  # an unresolvable name: assume the worst
 
     def include(
-        self, callee: FunctionType, args: list[ast.expr], kwargs: dict[str, ast.expr], out: Summary
+        self,
+        callee: FunctionType,
+        args: list[ast.expr],
+        kwargs: dict[str, ast.expr],
+        out: Summary,
+        guard: Guard,
     ) -> None:
+        """The callee's accesses, its parameters replaced by the arguments; its own guards
+        (on its locals) are dropped, the call's guard applies."""
         summary = self.an.function(callee)
         if summary.anything:
             out.anything = True
@@ -297,15 +436,15 @@ class _Scope:
         for key, arg in kwargs.items():
             if key in names:
                 bound[names.index(key)] = self.path(arg)
-        for root, chain, fname, write in summary.accesses:
+        for root, chain, fname, write, _inner in summary.accesses:
             if root[0] == "p":
                 root2, chain2 = bound.get(root[1], (TOP, ()))
                 if root2 == TOP:
-                    out.accesses.add((TOP, (), fname, write))
+                    out.accesses.add((TOP, (), fname, write, guard))
                 else:
-                    out.accesses.add((root2, chain2 + chain, fname, write))
+                    out.accesses.add((root2, chain2 + chain, fname, write, guard))
             else:
-                out.accesses.add((root, chain, fname, write))
+                out.accesses.add((root, chain, fname, write, guard))
 
 
 def _kw(keywords: list[ast.keyword]) -> dict[str, ast.expr]:

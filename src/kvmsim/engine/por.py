@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterator
 from types import FunctionType
 from typing import Any
 
-from .footprint import TOP, Analyzer, Summary, struct_methods
+from .compiler import UNSET, compile_actor
+from .footprint import TOP, Analyzer, Summary, reachable_values, satisfiable, struct_methods
 from .model import Model
 from .system import Outcome, State, System
 from .world import Struct
@@ -106,7 +107,7 @@ class PartialOrder:
                 whole.add(self.analyzer.function(spec.func))
             else:
                 whole.anything = True
-        self.written = {f for _r, _c, f, w in whole.accesses if w}
+        self.written = {f for _r, _c, f, w, _g in whole.accesses if w}
         if whole.anything:
             self.written = set(names)
         seen: Summary = Summary()
@@ -121,10 +122,26 @@ class PartialOrder:
         self.full_states = 0
 
     # -- resolving static summaries against a state -----------------------------------------
-    def _resolve(self, summary: Summary, params: tuple[Any, ...]) -> Footprint:
+    def _resolve(
+        self, summary: Summary, params: tuple[Any, ...], func: FunctionType | None = None
+    ) -> Footprint:
+        """The fields summary's accesses reach with these parameter (locals) values; for a
+        frame of func, only the accesses the control locals' reachable values allow."""
         out = Footprint()
         out.anything = summary.anything
-        for root, chain, fname, write in summary.accesses:
+        values: dict[str, set[Any] | None] = {}
+        if func is not None and summary.transitions | {a for a in summary.accesses if a[4]}:
+            names = compile_actor(func).local_names
+            for name in {c[0] for a in summary.accesses for c in a[4]} | {
+                t[0] for t in summary.transitions
+            }:
+                at = names.index(name) if name in names else -1
+                value = params[at] if 0 <= at < len(params) else UNSET
+                values[name] = set() if value is UNSET else {value}
+            values = reachable_values(summary, values)
+        for root, chain, fname, write, guard in summary.accesses:
+            if guard and func is not None and not satisfiable(guard, values):
+                continue
             obj: Any = None
             if root[0] == "p" and root[1] < len(params):
                 obj = params[root[1]]
@@ -156,7 +173,7 @@ class PartialOrder:
             key = (func, pc, values)
             got = self._cache.get(key)
             if got is None:
-                got = self._resolve(self.analyzer.future(func, pc), values)
+                got = self._resolve(self.analyzer.future(func, pc), values, func)
                 if len(self._cache) > 200_000:
                     self._cache.clear()
                 self._cache[key] = got
