@@ -102,11 +102,25 @@ class PartialOrder:
         names = {f for c in classes for f in c._fields}
         self.analyzer = Analyzer(self.slot_of, struct_methods(classes), names)
         whole = Summary()
-        for spec in system.actors:
-            if isinstance(spec.func, FunctionType):
-                whole.add(self.analyzer.function(spec.func))
-            else:
-                whole.anything = True
+        # An actor whose code the analysis cannot follow may also read fields the hooks do
+        # not see (through __dict__, getattr): its steps are never expanded alone.
+        self.opaque: set[int] = set()
+        hooked = any(
+            name in vars(klass)
+            for c in classes
+            for klass in c.__mro__
+            if klass not in (Struct, object)
+            for name in ("__getattribute__", "__getattr__", "__setattr__")
+        )
+        for a, spec in enumerate(system.actors):
+            summary = (
+                self.analyzer.function(spec.func)
+                if isinstance(spec.func, FunctionType)
+                else Summary(anything=True)
+            )
+            whole.add(summary)
+            if summary.anything or hooked:
+                self.opaque.add(a)
         self.written = {f for _r, _c, f, w, _g in whole.accesses if w}
         if whole.anything:
             self.written = set(names)
@@ -238,6 +252,8 @@ class PartialOrder:
         futures: dict[int, Footprint],
         seen: Callable[[State], bool],
     ) -> bool:
+        if actor in self.opaque:
+            return False
         vis = self.visible
         if vis.anything and writes:
             return False
