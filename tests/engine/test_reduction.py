@@ -463,3 +463,42 @@ def test_por_future_follows_an_explicit_pc() -> None:
     full, red = agree(model, por=True)
     assert terminal_worlds(red) == terminal_worlds(full)
     assert red.stats.states < full.stats.states
+
+
+def store_x(w: Flags) -> None:
+    w.x = 1
+
+
+def call_it(w: Flags, action: Any) -> Steps:
+    yield "about to act"
+    action(w)  # a call through a parameter: resolved from the frame at run time
+    yield "acted"
+
+
+def higher_order_model() -> Model:
+    """The write to x hides behind a function passed as a parameter: still a conflict."""
+    model = Model("higher order")
+
+    @model.setup
+    def setup(st: Setup) -> Flags:
+        f = Flags()
+        st.actor("caller", call_it, f, store_x)
+        st.actor("reader", late_reader, f)
+        st.actor("readier", readier, f)
+        return f
+
+    return model
+
+
+def test_por_follows_calls_through_parameters() -> None:
+    from kvmsim.engine.por import PartialOrder
+
+    model = higher_order_model()
+    system = System(model)
+    por = PartialOrder(system, model)
+    x = (system.world.objects.index(system.root), "x")
+    future = por.future(system.initial[1][0])
+    assert x in future.writes or "x" in future.write_names
+    full, red = agree(model, por=True)
+    assert red.violated() == ["assertion"]
+    assert terminal_worlds(red) == terminal_worlds(full)

@@ -38,18 +38,31 @@ Transition = tuple[str, frozenset[Any] | None, Guard]  # control local := one of
 TOP: Root = ("T",)
 DYNAMIC = {"getattr", "setattr", "delattr", "vars", "exec", "eval", "__import__", "globals"}
 ENGINE = "kvmsim.engine"
+MISSING: Any = object()  # a name found nowhere
 
 
 @dataclass
 class Summary:
     accesses: set[Access] = field(default_factory=set)
     transitions: set[Transition] = field(default_factory=set)
+    calls: set[tuple[int, Guard]] = field(default_factory=set)  # through parameter i
     anything: bool = False
 
     def add(self, other: Summary) -> None:
         self.accesses |= other.accesses
         self.transitions |= other.transitions
+        self.calls |= other.calls
         self.anything = self.anything or other.anything
+
+    def detached(self, guard: Guard = ()) -> Summary:
+        """This summary seen from elsewhere: parameters unknown, own guards dropped."""
+        out = Summary(anything=self.anything or bool(self.calls))
+        for root, _chain, fname, write, _g in self.accesses:
+            if root[0] == "p":
+                out.accesses.add((TOP, (), fname, write, guard))
+            else:
+                out.accesses.add((root, _chain, fname, write, guard))
+        return out
 
 
 def reachable_values(
@@ -130,6 +143,11 @@ class Analyzer:
                     scope = _Scope(self, func, fdef)
                     for stmt in fdef.body:
                         scope.statement(stmt, out)
+            # a default value that is a function may be called through its parameter
+            defaults = list(func.__defaults__ or ()) + list((func.__kwdefaults__ or {}).values())
+            for value in defaults:
+                if isinstance(value, FunctionType) and value is not func:
+                    out.add(self.function(value).detached())
         finally:
             self._busy.discard(func)
         self._summaries[func] = out
@@ -289,10 +307,10 @@ class _Scope:
             try:
                 return self.func.__closure__[code.co_freevars.index(name)].cell_contents
             except ValueError:
-                return None
+                return MISSING
         if name in self.func.__globals__:
             return self.func.__globals__[name]
-        return getattr(builtins, name, None)
+        return getattr(builtins, name, MISSING)
 
     def path(self, expr: ast.AST) -> Path:
         if isinstance(expr, ast.Name):
@@ -375,7 +393,12 @@ class _Scope:
     ) -> None:
         if isinstance(func_expr, ast.Name):
             if func_expr.id in self.locals:
-                out.anything = True
+                # a call through a parameter: resolved from the frame's value at run time
+                path = self.alias.get(func_expr.id)
+                if path is not None and path[0][0] == "p" and not path[1]:
+                    out.calls.add((path[0][1], guard))
+                else:
+                    out.anything = True
                 return
             target = self.lookup(func_expr.id)
         elif isinstance(func_expr, ast.Attribute):
@@ -409,8 +432,31 @@ class _Scope:
             self.include(target, list(args), _kw(keywords), out, guard)
         elif target in (getattr, setattr, delattr, vars, exec, eval, globals):
             out.anything = True
-        elif target is None and isinstance(func_expr, ast.Name):
+        elif target is MISSING or (target is None and not isinstance(func_expr, ast.Name)):
             out.anything = True  # an unresolvable name: assume the worst
+        # else: a class, a built-in, or a non-callable such as a hook set to None (calling
+        # it raises, which is an error outcome of the step, not an access)
+
+    def passed_call(self, arg: ast.expr | None, out: Summary, guard: Guard) -> None:
+        """A callee calls what this argument passes (None: the callee's default, which
+        Analyzer.function already counts)."""
+        if arg is None:
+            return
+        if isinstance(arg, ast.Name) and arg.id not in self.locals:
+            target = self.lookup(arg.id)
+            if isinstance(target, FunctionType):
+                out.add(self.an.function(target).detached(guard))
+                return
+            if target is None:
+                return  # calling None raises: an error outcome, not an access
+        if isinstance(arg, ast.Name):
+            path = self.alias.get(arg.id)
+            if path is not None and path[0][0] == "p" and not path[1]:
+                out.calls.add((path[0][1], guard))
+                return
+        if isinstance(arg, ast.Constant) and arg.value is None:
+            return
+        out.anything = True
 
     def include(
         self,
@@ -430,12 +476,19 @@ class _Scope:
         except (TypeError, ValueError):
             names = []
         bound: dict[int, Path] = {}
+        given: dict[int, ast.expr] = {}
         for i, arg in enumerate(args):
             if i < len(names) and not isinstance(arg, ast.Starred):
                 bound[i] = self.path(arg)
+                given[i] = arg
+            elif isinstance(arg, ast.Starred):
+                out.anything = out.anything or bool(summary.calls)
         for key, arg in kwargs.items():
             if key in names:
                 bound[names.index(key)] = self.path(arg)
+                given[names.index(key)] = arg
+        for j, _inner in summary.calls:
+            self.passed_call(given.get(j), out, guard)
         for root, chain, fname, write, _inner in summary.accesses:
             if root[0] == "p":
                 root2, chain2 = bound.get(root[1], (TOP, ()))

@@ -119,6 +119,9 @@ class PartialOrder:
                 else Summary(anything=True)
             )
             whole.add(summary)
+            for arg in [*spec.args, *(v for _k, v in spec.kwargs)]:
+                if isinstance(arg, FunctionType):  # may be called through a parameter
+                    whole.add(self.analyzer.function(arg).detached())
             if summary.anything or hooked:
                 self.opaque.add(a)
         self.written = {f for _r, _c, f, w, _g in whole.accesses if w}
@@ -153,6 +156,17 @@ class PartialOrder:
                 value = params[at] if 0 <= at < len(params) else UNSET
                 values[name] = set() if value is UNSET else {value}
             values = reachable_values(summary, values)
+        for i, guard in summary.calls:
+            if guard and func is not None and not satisfiable(guard, values):
+                continue
+            if i >= len(params):
+                out.anything = True  # a parameter whose value is not known here
+                continue
+            called = params[i]
+            if isinstance(called, FunctionType):
+                out.add(self._resolve(self.analyzer.function(called), ()))
+            elif called is not UNSET and called is not None:
+                out.anything = True
         for root, chain, fname, write, guard in summary.accesses:
             if guard and func is not None and not satisfiable(guard, values):
                 continue
