@@ -75,6 +75,9 @@ class Params:
     # reload_retry=False: the reload path writes the VMCS despite a running or completed
     # invalidation; fault_retry=False: the page fault installs a stale SPTE likewise.
     any_order_kicks: bool = False
+    # symmetric (needs any_order_kicks): the vCPUs also start in any order, not init's index
+    # order, and are declared interchangeable, for Options(symmetry=True)
+    symmetric: bool = False
     reload_retry: bool = True
     fault_retry: bool = True
 
@@ -86,6 +89,7 @@ class Params:
             (self.opkind not in (0, 1, 2), f"opkind must be 0, 1 or 2, got {self.opkind}"),
             (self.virt not in VIRT_MODES, f"virt must be one of {VIRT_MODES}, got {self.virt!r}"),
             (self.steady and self.acc == 0, "steady needs acc > 0 (as in the pml)"),
+            (self.symmetric and not self.any_order_kicks, "symmetric needs any_order_kicks"),
         ]
         for bad, message in problems:
             if bad:
@@ -105,7 +109,7 @@ class Params:
             "NO_NOTVIRT_CHECK": not self.notvirt_check,
         }
         out += [f"-D{name}" for name, on in flags.items() if on]
-        if self.any_order_kicks:
+        if self.any_order_kicks or self.symmetric:
             raise ValueError("any_order_kicks has no pml equivalent")
         return out
 
@@ -197,6 +201,7 @@ def build_params(p: Params) -> Model:
     uaf_check, notvirt_check = p.uaf_check, p.notvirt_check
     opkind, mig_korder, any_order = p.opkind, p.mig_korder, p.any_order_kicks
     reload_retry, fault_retry = p.reload_retry, p.fault_retry
+    symmetric = p.symmetric
     cpus: list[Cpu] = []
 
     def vcpu(  # noqa: C901 - one branch per guarded command, as in the pml
@@ -324,7 +329,7 @@ def build_params(p: Params) -> Model:
                 mseq = vpfn = 0
                 pc = V_TLBREQ
             elif pc == V_INIT:
-                await_(k.started == me)  # init's loop starts the vCPUs in index order
+                await_(symmetric or k.started == me)  # init's loop: in index order
                 step = "start (init: choose virtualize_apic_accesses)"
                 if virt_mode == "choose":
                     virt = choose((1, 0), "virtualize_apic_accesses")
@@ -449,7 +454,9 @@ def build_params(p: Params) -> Model:
         cpus[:] = [Cpu() for _ in range(NV)]
         s.actor("host", host, k, lane="host")
         for i, c in enumerate(cpus):
-            s.actor(f"vcpu{i}", vcpu, k, c, i, daemon=True, lane=f"CPU{i}")
+            s.actor(f"vcpu{i}", vcpu, k, c, 0 if symmetric else i, daemon=True, lane=f"CPU{i}")
+        if symmetric:
+            s.symmetric([(f"vcpu{i}", (c,)) for i, c in enumerate(cpus)])
         return k
 
     return model

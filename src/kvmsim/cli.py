@@ -111,6 +111,23 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stop at the first violation of any property",
     )
+    g.add_argument(
+        "--symmetry",
+        action="store_true",
+        help="bfs/dfs: store one state per renaming of the actors the model declares "
+        "interchangeable (safety only: off while progress is checked, see --no-liveness)",
+    )
+    g.add_argument(
+        "--por",
+        action="store_true",
+        help="bfs/dfs: partial-order reduction, expand one actor's step where it commutes "
+        "with all the others can still do (safety only; counterexamples may be longer)",
+    )
+    g.add_argument(
+        "--no-liveness",
+        action="store_true",
+        help="do not check progress of must-finish actors (lets --symmetry and --por apply)",
+    )
     from .cli_longrun import add_long_run_options
 
     add_long_run_options(p)
@@ -648,6 +665,9 @@ def options_from(args: argparse.Namespace, progress: LiveProgress | None = None)
         seed=args.seed if args.seed is not None else 0,
         stop_at_first=args.stop_at_first,
         progress=progress,
+        liveness=not args.no_liveness,
+        symmetry=args.symmetry,
+        por=args.por,
         **long_run_options(args),
     )
 

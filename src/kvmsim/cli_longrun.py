@@ -36,6 +36,8 @@ SEARCH_FIELDS = (
     "store",
     "max_memory",
     "degrade",
+    "symmetry",
+    "por",
 )
 
 

@@ -46,7 +46,13 @@ def build_machine(scenario: Scenario) -> Machine:
     CPU's TLB caches both translations (so stale entries must really be flushed)."""
     mm = initial_mm(scenario)
     spte = frozenset({(ROOT_L1, APIC_GFN, 0), (ROOT_L1, RAM_GFN, 1)})
-    kvm = Kvm(mm=mm, spte=spte, smm_enabled=scenario.smm, gup_fail_budget=scenario.gup_failures)
+    kvm = Kvm(
+        mm=mm,
+        spte=spte,
+        smm_enabled=scenario.smm,
+        gup_fail_budget=scenario.gup_failures,
+        any_order_kicks=scenario.any_order_kicks,
+    )
     # One spare CPU when vCPU threads may be moved; it too caches the old translations
     # (the vCPU ran there before), so moving onto it must flush.
     spare = 1 if scenario.preemptions else 0
@@ -82,6 +88,19 @@ def create_vm(variant: Variant, scenario: Scenario) -> Machine:
     return machine
 
 
+def symmetric_vcpus(scenario: Scenario) -> bool:
+    """Whether the scenario's vCPUs are interchangeable: several, running the same guest
+    program, requested and kicked in any order (by index, vcpu0 is always asked first), and
+    no knob that singles one out (preemption, signals act on the first vCPU)."""
+    return (
+        len(scenario.vcpus) > 1
+        and len(set(scenario.vcpus)) == 1
+        and scenario.any_order_kicks
+        and not scenario.preemptions
+        and not scenario.signals
+    )
+
+
 def build_model(variant: Variant, scenario: Scenario, extra: tuple[str, ...] = ()) -> Model:
     scenario.validate()
     ns = variant.namespace()
@@ -112,6 +131,12 @@ def build_model(variant: Variant, scenario: Scenario, extra: tuple[str, ...] = (
             s.actor("signal", ns["vmm_signal"], first, scenario.signals, daemon=True, lane="VMM")
         if scenario.apicv_toggle:
             s.actor("apicv", ns["vmm_toggle_apicv"], kvm, must_finish=True, lane="VMM")
+        if symmetric_vcpus(scenario):
+            s.symmetric(
+                [(v.name, (v, kvm.pcpus[v.cpu])) for v in kvm.vcpus],
+                unordered=((kvm, "vcpus"), (kvm, "pcpus")),
+                identity=("name", "vcpu_idx", "cpu"),
+            )
         return machine
 
     properties.install(model, extra + scenario.properties)

@@ -26,6 +26,10 @@ class Scenario:
     apicv_toggle: bool = False  # knob: the VMM inhibits APICv VM-wide, then re-activates it
     smm: bool = True  # the VM has the SMM address space
     migrate_passes: int = 2
+    # knob: kvm_make_all_cpus_request visits the vCPUs in any order, not by index: a sound
+    # over-approximation that makes identical vCPUs interchangeable (the model then declares
+    # them symmetric, for Options(symmetry=True) / check --symmetry)
+    any_order_kicks: bool = False
     default: bool = True
     properties: tuple[str, ...] = field(default=())  # extra, non-default properties
 
@@ -153,6 +157,23 @@ SCENARIOS: dict[str, Scenario] = {
             "3 vCPUs, each touching the APIC page, while the host migrates it",
             (("apic",), ("apic",), ("apic",)),
             ((("migrate", "apic"),),),
+            default=False,
+        ),
+        Scenario(
+            "two-vcpus-any-order",
+            "As two-vcpus-migrate, but requests and kicks visit the vCPUs in any order (an "
+            "over-approximation under which the vCPUs are symmetric: check --symmetry)",
+            (("apic",), ("apic",)),
+            ((("migrate", "apic"),),),
+            any_order_kicks=True,
+            default=False,
+        ),
+        Scenario(
+            "three-vcpus-any-order",
+            "As three-vcpus-migrate, with requests and kicks in any order (check --symmetry)",
+            (("apic",), ("apic",), ("apic",)),
+            ((("migrate", "apic"),),),
+            any_order_kicks=True,
             default=False,
         ),
     )

@@ -150,6 +150,13 @@ def compile_actor(func: Callable[..., Any]) -> Program:
     return prog
 
 
+def control_flow(func: FunctionType) -> tuple[list[Block], ast.FunctionDef]:
+    """func's blocks, numbered as in its Program, before locals are rewritten (for static
+    analyses such as the partial-order reduction's), and its parsed definition."""
+    compiler = _Compiler(func)
+    return compiler.build_cfg(), compiler.fdef
+
+
 def _walk_scope(stmts: list[ast.stmt]) -> list[ast.AST]:
     """Nodes of stmts, not descending into nested function or class bodies."""
     out: list[ast.AST] = []
@@ -722,11 +729,16 @@ class _Compiler:
         return [frozenset(x) for x in live_in]
 
     # -- code generation --------------------------------------------------------------
-    def compile(self) -> Program:
+    def build_cfg(self) -> list[Block]:
+        """Cut the function into blocks (statements not yet rewritten, and successors)."""
         entry = self.new_block(self.fdef)
         end = self.compile_body(self.fdef.body, entry)
         if end is not None:
             self.terminate(end, _action(RETURN, ast.Constant(None)))
+        return self.blocks
+
+    def compile(self) -> Program:
+        self.build_cfg()
         live = self.liveness()
         rewriter = _Rewriter(self.slots, self.cells)
         funcs: list[ast.stmt] = []

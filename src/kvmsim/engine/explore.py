@@ -26,6 +26,7 @@ from .costs import CostGraph, CostRange
 from .liveness import find_fair_lasso
 from .longrun import LongRun
 from .model import Model
+from .reduction import Reductions
 from .store import STORES, FingerprintGraph, Graph, describe_probability
 from .system import Outcome, State, System
 from .trace import Path, Trace, replay
@@ -73,6 +74,11 @@ class Options:
     checkpoint_header: dict[str, Any] = field(default_factory=dict)
     # bfs: continue the search saved in this checkpoint directory
     resume_from: str | None = None
+    # bfs/dfs: store one state per renaming of the actors a model declares interchangeable
+    # (Setup.symmetric), and expand one actor's step where that is sound (partial-order
+    # reduction); both off for liveness and costs (see engine/reduction.py)
+    symmetry: bool = False
+    por: bool = False
 
 
 @dataclass
@@ -241,6 +247,16 @@ class _Search:
         self.checkpoint_written = False
         self._codec: StateCodec | None = None
         self.longrun = LongRun(self)  # bfs: memory limit, checkpoints
+        self.reduce = Reductions(
+            self.system,
+            model,
+            symmetry=options.symmetry,
+            por=options.por,
+            mode=options.mode,
+            liveness=options.liveness,
+            costs=options.costs,
+            notes=self.notes,
+        )
 
     def codec(self) -> StateCodec:
         """The state codec of this search's System (made when first needed)."""
@@ -365,6 +381,7 @@ class _Search:
     def result(self) -> Result:
         self.stats.seconds = self.elapsed()
         self.stats.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.reduce.report(self.notes)
         violations = []
         for prop, (kind, message, path, desc, loop) in self.found.items():
             trace, _ = replay(self.system, path, loop)
@@ -445,6 +462,7 @@ def _bfs(s: _Search) -> None:
     sys = s.system
     opt = s.opt
     must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
+    red = s.reduce
     state_cost = s.model.state_cost if opt.costs else None
     g: AnyGraph
     if opt.resume_from is not None:
@@ -455,6 +473,10 @@ def _bfs(s: _Search) -> None:
         s.on_new_state(sys.initial, lambda: [])
         queue = deque([sys.initial])
     find, depth = g.find, g.depth
+
+    def seen(key: State) -> bool:
+        return find(key) is not None
+
     run = s.longrun
     # The queue holds the states numbered idx .. len(g) - 1, in order: every state found is
     # appended, and popped in turn (so it needs no index beside each state).
@@ -486,7 +508,7 @@ def _bfs(s: _Search) -> None:
         if state_cost is not None:
             sys.world.load(state[0])
             base = {k: v for k, v in state_cost(sys.root).items() if v}
-        for actor, script, out in sys.successors(state):
+        for actor, script, out in red.successors(state, seen):
             if out.kind == "blocked":
                 continue
             mask |= 1 << actor
@@ -509,7 +531,8 @@ def _bfs(s: _Search) -> None:
             child = out.state
             assert child is not None
             try:
-                cidx = find(child)
+                key = red.key(child)
+                cidx = find(key)
             except (TypeError, ModelError):
                 s.unhashable(child)
                 raise
@@ -518,9 +541,10 @@ def _bfs(s: _Search) -> None:
                     s.exhaustive = False
                     s.bound = f"{opt.max_states} states"
                     continue
-                cidx = g.add(child, idx, (actor, script))
+                cidx = g.add(key, idx, (actor, script))
                 s.stats.states += 1
                 s.on_new_state(child, lambda c=cidx: g.path_to(c), (cidx, d + 1))  # type: ignore[misc]
+                red.reached(child, cidx, d + 1)
                 queue.append(child)
             if g.keep_graph:
                 g.edges[idx].append((cidx, actor, script))
@@ -537,7 +561,7 @@ def _bfs(s: _Search) -> None:
         s.exhaustive = False
         s.bound = s.bound or "stopped at first violation"
     _note_store(s, g)
-    if opt.simplest:
+    if opt.simplest and not red.active:
         _simplest(s, g)
     _check_progress(s, g, must_finish)
     if opt.costs:
@@ -549,15 +573,16 @@ def _new_graph(s: _Search, keep_graph: bool) -> AnyGraph:
     opt, sys = s.opt, s.system
     if opt.store not in STORES:
         raise ValueError(f"unknown store {opt.store!r} (full or fingerprint)")
+    initial = s.reduce.key(sys.initial)
     if opt.store == "full":
-        return Graph(sys.initial, keep_graph)
+        return Graph(initial, keep_graph)
     if keep_graph:
         need = "exact cost ranges" if opt.costs else "the progress check of must-finish actors"
         s.notes.append(
             f"the full store was used instead of fingerprints: {need} needs every transition"
         )
-        return Graph(sys.initial, keep_graph)
-    return FingerprintGraph(sys, sys.initial, s.codec())
+        return Graph(initial, keep_graph)
+    return FingerprintGraph(sys, initial, s.codec())
 
 
 def _note_store(s: _Search, g: AnyGraph) -> None:
@@ -801,13 +826,14 @@ def _dfs(s: _Search) -> None:
     opt = s.opt
     bounded = opt.max_depth is not None
     must_finish = [i for i, a in enumerate(sys.actors) if a.must_finish]
-    g = Graph(sys.initial, opt.liveness and bool(must_finish) and not bounded)
+    g = Graph(s.reduce.key(sys.initial), opt.liveness and bool(must_finish) and not bounded)
     index, depth = g.index, g.depth
+    red = s.reduce
     s.stats.states = 1
     path: Path = []  # the steps that led to the top of the stack
     s.on_new_state(sys.initial, lambda: [])
     stack: list[tuple[State, int, Iterator[tuple[int, tuple[int, ...], Outcome]]]] = [
-        (sys.initial, 0, sys.successors(sys.initial))
+        (sys.initial, 0, red.successors(sys.initial, index.__contains__))
     ]
     masks = [0]
     while stack and not s.done():
@@ -850,7 +876,8 @@ def _dfs(s: _Search) -> None:
         child = out.state
         assert child is not None
         try:
-            cidx = index.get(child)
+            key = red.key(child)
+            cidx = index.get(key)
         except TypeError:
             s.unhashable(child)
             raise
@@ -859,11 +886,12 @@ def _dfs(s: _Search) -> None:
                 s.exhaustive = False
                 s.bound = f"{opt.max_states} states"
                 continue
-            cidx = g.add(child, idx, (actor, script))
+            cidx = g.add(key, idx, (actor, script))
             depth[cidx] = d + 1
             s.stats.states += 1
             path.append((actor, script))
             s.on_new_state(child, lambda: list(path))
+            red.reached(child, cidx, d + 1)
         elif bounded and depth[cidx] > d + 1:
             # Found again by a shorter path: explore it again, its subtree may now fit.
             depth[cidx] = d + 1
@@ -876,7 +904,7 @@ def _dfs(s: _Search) -> None:
             continue
         if g.keep_graph:
             g.edges[idx].append((cidx, actor, script))
-        stack.append((child, cidx, sys.successors(child)))
+        stack.append((child, cidx, red.successors(child, index.__contains__)))
         masks.append(0)
     if stack:
         s.exhaustive = False

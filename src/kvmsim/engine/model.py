@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,11 +44,27 @@ class Property:
     required: bool = True  # sometimes: an unreached witness is a violation (vacuity guard)
 
 
+@dataclass(frozen=True)
+class Symmetry:
+    """Interchangeable actors, declared with Setup.symmetric (see engine/symmetry.py).
+
+    members: per actor, its name and the Struct objects it owns (the same classes, in the
+    same order, for every member). unordered: (object, field) pairs whose tuple lists
+    objects of the group in an order the model's behaviour does not depend on. identity:
+    fields of the owned objects that name a member (its name, its index) and never change.
+    """
+
+    members: tuple[tuple[str, tuple[Any, ...]], ...]
+    unordered: tuple[tuple[Any, str], ...] = ()
+    identity: tuple[str, ...] = ("name",)
+
+
 class Setup:
     """Handed to the model's setup function to spawn actors."""
 
     def __init__(self) -> None:
         self.actors: list[ActorSpec] = []
+        self.symmetries: list[Symmetry] = []
 
     def actor(
         self,
@@ -71,6 +87,39 @@ class Setup:
         self.actors.append(
             ActorSpec(
                 name, func, args, tuple(sorted(kwargs.items())), must_finish, daemon, lane or name
+            )
+        )
+
+    def symmetric(
+        self,
+        members: Sequence[tuple[str, Sequence[Any]]],
+        unordered: Sequence[tuple[Any, str]] = (),
+        identity: Sequence[str] = ("name",),
+    ) -> None:
+        """Declare actors interchangeable: each (actor name, the Struct objects it owns).
+
+        The actors must run the same function on their own objects, and everything else
+        must treat them alike; then Options(symmetry=True) stores one state per way of
+        renaming them. unordered: (object, field) pairs holding a tuple of the group's
+        objects whose order does not matter (kvm.vcpus iterated in any order). identity:
+        fields of the owned objects that only name a member and never change.
+        """
+        if len(members) < 2:
+            raise ValueError("a symmetry needs at least two members")
+        shapes = {tuple(type(o).__name__ for o in objs) for _name, objs in members}
+        if len(shapes) != 1:
+            raise ValueError(
+                "the members of a symmetry must own objects of the same classes, in the same "
+                f"order (got {sorted(shapes)})"
+            )
+        for obj, fname in unordered:
+            if fname not in type(obj)._fields:
+                raise ValueError(f"{type(obj).__name__} has no field {fname!r} (unordered)")
+        self.symmetries.append(
+            Symmetry(
+                tuple((name, tuple(objs)) for name, objs in members),
+                tuple(unordered),
+                tuple(identity),
             )
         )
 
@@ -144,6 +193,11 @@ class Model:
         self.properties.append(prop)
 
     def build(self) -> tuple[Any, list[ActorSpec]]:
+        root, setup = self.build_setup()
+        return root, setup.actors
+
+    def build_setup(self) -> tuple[Any, Setup]:
+        """Run the setup: the root object, and the Setup with its actors and symmetries."""
         if self._setup is None:
             raise ValueError(
                 f"{self.origin}: model {self.name!r} has no setup; decorate the function that "
@@ -158,7 +212,7 @@ class Model:
                 f"{where}model {self.name!r} spawns no actors: its setup must call "
                 "s.actor(NAME, GENERATOR_FUNCTION, ARGS...) at least once"
             )
-        return root, s.actors
+        return root, s
 
     @property
     def invariants(self) -> list[Property]:

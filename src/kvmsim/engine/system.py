@@ -15,7 +15,7 @@ from types import CoroutineType, FunctionType, GeneratorType
 from typing import Any
 
 from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, CompileError, Program, compile_actor
-from .model import ActorSpec, Model
+from .model import ActorSpec, Model, Symmetry
 from .runtime import SCRIPT, Blocked, NeedChoice, PropertyFailure
 from .world import ModelError, World, WorldTuple, check_value
 
@@ -67,9 +67,11 @@ class System:
     def __init__(self, model: Model) -> None:
         self.model = model
         self._programs: dict[FunctionType, Program] = {}
-        root, actors = model.build()
+        root, setup = model.build_setup()
+        actors = setup.actors
         self.root = root
         self.actors: list[ActorSpec] = actors
+        self.symmetries: list[Symmetry] = setup.symmetries
         roots: list[tuple[str, Any]] = [("", root)]
         for spec in actors:
             for i, arg in enumerate(spec.args):

@@ -87,6 +87,7 @@ class Kvm(Struct):
     flexpriority_enabled: bool = True
     smm_enabled: bool = True  # the VM has the SMM address space (KVM_ADDRESS_SPACE_NUM = 2)
     gup_fail_budget: int = 0  # environment knob: how many GUPs may still fail (-ENOMEM)
+    any_order_kicks: bool = False  # knob: request/kick the vCPUs in any order, not by index
     # Ghost state, read only by properties: never by the modelled kernel.
     vcpus: tuple[Vcpu, ...] = ()
     pcpus: tuple[Pcpu, ...] = ()

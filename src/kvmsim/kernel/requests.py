@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from ..engine import await_, current_actor, fail, note
+from ..engine import await_, choose, current_actor, fail, note
 from .kvm_host import (
     EXITING_GUEST_MODE,
     IN_GUEST_MODE,
@@ -115,7 +115,9 @@ def kvm_make_all_cpus_request(kvm: Kvm, req: str) -> Steps:
     """
     mask: tuple[Vcpu, ...] = ()
     requester_is_vcpu = any(v.name == current_actor() for v in kvm.vcpus)
-    for vcpu in kvm.vcpus:
+    if kvm.any_order_kicks:
+        mask = yield from request_in_any_order(kvm, req, requester_is_vcpu)
+    for vcpu in () if kvm.any_order_kicks else kvm.vcpus:
         mask = kvm_make_vcpu_request(vcpu, req, mask)
         if not requester_is_vcpu and not vcpu.exited:
             # Ghost for the "kept out of the guest" cost: another thread (an invalidation,
@@ -128,6 +130,28 @@ def kvm_make_all_cpus_request(kvm: Kvm, req: str) -> Steps:
         check_wait_guarantee(kvm, req)
     if req == KVM_REQ_APIC_PAGE_RELOAD and kvm.mmu_invalidate_in_progress:
         kvm.reload_window = True  # ghost for STALL-6.5: every vCPU has seen the request
+
+
+def request_in_any_order(
+    kvm: Kvm, req: str, requester_is_vcpu: bool
+) -> Generator[str, None, tuple[Vcpu, ...]]:
+    """The request loop of kvm_make_all_cpus_request visiting the vCPUs in any order.
+
+    The kernel goes by index; letting the search pick the order is an over-approximation
+    (every index order is among the behaviours) that makes identical vCPUs interchangeable,
+    so a symmetry reduction may store one state per renaming of them (Scenario
+    any_order_kicks).
+    """
+    mask: tuple[Vcpu, ...] = ()
+    todo = frozenset(kvm.vcpus)
+    while todo:
+        vcpu = choose(sorted(todo, key=lambda v: v.vcpu_idx), "next vCPU")
+        todo = todo - {vcpu}
+        mask = kvm_make_vcpu_request(vcpu, req, mask)
+        if not requester_is_vcpu and not vcpu.exited:
+            vcpu.kept_out = True  # the ghost for the "kept out of the guest" cost, as above
+        yield f"{req} -> {vcpu.name}" + (" (needs an IPI)" if mask and mask[-1] is vcpu else "")
+    return mask
 
 
 def check_wait_guarantee(kvm: Kvm, req: str) -> None:
