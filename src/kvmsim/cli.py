@@ -126,7 +126,8 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--no-liveness",
         action="store_true",
-        help="do not check progress of must-finish actors (lets --symmetry and --por apply)",
+        help="do not check progress of must-finish actors (that check needs the full graph: "
+        "without it --symmetry, --por and --store fingerprint apply)",
     )
     from .cli_longrun import add_long_run_options
 

@@ -67,11 +67,6 @@ def add_long_run_options(p: argparse.ArgumentParser) -> None:
         "each (about 30 bytes a state; the result notes the chance a collision hid one)",
     )
     g.add_argument(
-        "--no-liveness",
-        action="store_true",
-        help="do not check that must-finish actors finish (that check needs the full store)",
-    )
-    g.add_argument(
         "--max-memory",
         type=_size,
         metavar="SIZE",
@@ -121,8 +116,6 @@ def long_run_options(args: argparse.Namespace) -> dict[str, Any]:
     if every is not None and directory is None:
         raise UsageError("--checkpoint-every needs --checkpoint DIR")
     out: dict[str, Any] = {"store": store or "full", "max_memory": max_memory, "degrade": degrade}
-    if getattr(args, "no_liveness", False):
-        out["liveness"] = False
     if directory is not None:
         out["checkpoint_dir"] = directory
         out["checkpoint_every"] = every if every is not None else 60.0
