@@ -131,7 +131,9 @@ def test_top_level_help_names_the_commands_and_exit_statuses(
 
 def test_check_help_warns_that_loading_runs_code(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(capsys, "check", "--help")
-    assert "runs its code" in " ".join(out.split())
+    text = " ".join(out.split())
+    assert "runs its code with your permissions" in text
+    assert "Never check a file from a source you do not trust" in text
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich import box
 from rich.console import Console
@@ -199,9 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Without FILE: check the KVM model, variant --variant (default v6.5) on "
         "scenario --scenario (default: every default scenario), against every default "
         "property and each --property. With FILE: check the kvmsim Model defined at module "
-        "level in FILE.py (name it with :NAME when the file defines several). Loading a file "
-        "(FILE, or --variant FILE.py) runs its code, like `python FILE.py` would: check only "
-        "files you trust.",
+        "level in FILE.py (name it with :NAME when the file defines several). Warning: loading "
+        "a file (FILE, or --variant FILE.py) runs its code with your permissions, as `python "
+        "FILE.py` would; a file can be written to do anything when loaded. Never check a file "
+        "from a source you do not trust.",
         epilog=EXIT_EPILOG,
     )
     chk.add_argument(
@@ -310,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for study.md and study.json (default: kvmsim-study)",
     )
     st.add_argument("--json", action="store_true", help="print the study as JSON")
+    st.add_argument(
+        "--junit",
+        metavar="FILE",
+        help="also write a JUnit XML report for CI test reporters: one test case per "
+        "variant x scenario, a failure per violated property",
+    )
     st.add_argument("--quiet", action="store_true", help="no progress display")
     st.set_defaults(func=cmd_study)
 
@@ -540,8 +547,9 @@ def split_target(target: str) -> tuple[str, str | None]:
 _module_ids = itertools.count()
 
 
-def load_file(path: str) -> ModuleType:
-    """Import a model file by path (this runs its code). Errors become one-line UsageErrors."""
+def load_file(path: str, what: str = "model file") -> ModuleType:
+    """Import a model (or variant) file by path: this runs its code. Errors become one-line
+    UsageErrors naming the file and line."""
     file = Path(path)
     if not file.exists():
         raise UsageError(f"no such file: {path}")
@@ -570,7 +578,7 @@ def load_file(path: str) -> ModuleType:
             raise
         where = _location(exc.__traceback__, resolved, path)
         raise UsageError(
-            f"{where}: cannot load the model file: {type(exc).__name__}: {exc}"
+            f"{where}: cannot load the {what}: {type(exc).__name__}: {exc}"
         ) from None
     return module
 
@@ -670,10 +678,14 @@ def guarded_check(model: Model, options: Options) -> Result:
     """check(), with a broken model (or a kvmsim bug) turned into a one-line UsageError.
 
     A crash inside an actor's step is not an error here: the engine reports it as a
-    violation of kind 'error', with its trace.
+    violation of kind 'error', with its trace. A step stuck in plain Python code is stopped
+    by the watchdog (kvmsim.watchdog) and reported as a broken model.
     """
+    from .watchdog import step_watchdog
+
     try:
-        return check(model, options)
+        with step_watchdog():
+            return check(model, options)
     except KeyboardInterrupt:
         raise
     except (CompileError, ModelError) as exc:
@@ -699,7 +711,7 @@ def guarded_check(model: Model, options: Options) -> Result:
 
 def _about(model: Model, message: str) -> str:
     prefix = f"model {model.name!r}"
-    return message if message.startswith(prefix) else f"{prefix}: {message}"
+    return message if prefix in message else f"{prefix}: {message}"
 
 
 # -- list, simulate (the KVM model: cli_kvm) -----------------------------------------------
@@ -745,6 +757,11 @@ def demo_study(args: argparse.Namespace) -> int:
     """``kvmsim demo --all``: every textbook model against its documented verdict."""
     from .study import SUMMARY_COLUMNS, Entry, run_study, study_models, summary_rows, write_study
 
+    if args.trace_out or args.html:
+        raise UsageError("--trace-out and --html apply to one demo, not to --all")
+    from .cli_replay import check_trace_options
+
+    check_trace_options(args)  # --junit's folder
     args.out = args.out or "kvmsim-demos"
     out = Path(args.out)
     try:
@@ -771,6 +788,8 @@ def demo_study(args: argparse.Namespace) -> int:
         md, js = write_study(study, out)
     except OSError as exc:
         raise UsageError(f"cannot write the study to {args.out}: {exc.strerror or exc}") from None
+    if args.junit:
+        _write_demo_junit(args.junit, study)
     if args.json:
         print(dumps(study.as_dict()))
     else:
@@ -790,6 +809,32 @@ def demo_study(args: argparse.Namespace) -> int:
         print("kvmsim: interrupted: incomplete", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_HOLDS if study.all_matched else EXIT_VIOLATED
+
+
+def _write_demo_junit(path: str, study: Any) -> None:
+    """demo --all as JUnit: a demo passes when it matched its expected verdict."""
+    from dataclasses import replace
+
+    from .cli_replay import Subject, junit_case
+    from .replay import ModelRef
+    from .report.junit import FAILURE, PASSED, write_junit
+
+    cases = []
+    for row in study.rows:
+        case = junit_case(Subject(ModelRef("demo", row.model.name), row.model), row.result)
+        report = case.text or case.output
+        if row.matched:
+            case = replace(case, outcome=PASSED, message="", kind="", text="", output=report)
+        else:
+            message = f"expected {row.model.expect}: {row.why}" if row.why else case.message
+            case = replace(
+                case, outcome=FAILURE, message=message, kind="expectation", text=report, output=""
+            )
+        cases.append(case)
+    try:
+        write_junit(path, "kvmsim demo --all", cases)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -64,7 +64,20 @@ def resolve_variant(spec: str | None) -> Variant:
                 f"{exc.args[0]}; or give a patch as --variant FILE.py[:NAME]"
             ) from None
     with _on_sys_path(Path(path).resolve().parent):
-        module = load_file(path)
+        module = load_file(path, what="variant file")
+    return pick_variant(module, path, name)
+
+
+def pick_variant(module: Any, path: str, name: str | None) -> Variant:
+    """The Variant a loaded file defines (the one called name), checked to link."""
+    variant = _pick_variant(module, path, name)
+    problem = variant.problem()
+    if problem is not None:
+        raise UsageError(problem)
+    return variant
+
+
+def _pick_variant(module: Any, path: str, name: str | None) -> Variant:
     found: list[tuple[str, Variant]] = []
     for var, obj in vars(module).items():
         if isinstance(obj, Variant) and all(obj is not v for _, v in found):

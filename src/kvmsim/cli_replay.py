@@ -10,6 +10,7 @@ exactly as the check did; ``--step N`` prints the whole state after step N.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,7 +26,8 @@ from .fingerprint import fingerprint
 from .replay import PREFIX, ModelRef, Token, TokenError, make_token, rebuild
 from .report.html import Section, write_html_sections
 from .report.json import dumps
-from .report.text import print_counterexample, print_title
+from .report.junit import ERROR, FAILURE, Case, outcome_of, write_junit
+from .report.text import plain_console, print_counterexample, print_result, print_title
 from .report.trace_json import (
     TraceFile,
     TraceFileError,
@@ -117,6 +119,12 @@ def add_output_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         help="write a self-contained HTML report: each counterexample as a sequence diagram "
         "with one lane per CPU, click a step for its state changes",
     )
+    p.add_argument(
+        "--junit",
+        metavar="FILE",
+        help="write a JUnit XML report for CI test reporters: one test case per check, a "
+        "failure (with the timeline) per violated check",
+    )
 
 
 def add_property_selector(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -149,6 +157,7 @@ def write_outputs(args: argparse.Namespace, checked: Sequence[tuple[Subject, Res
     """--trace-out and --html, after every check of the command has run."""
     trace_out = getattr(args, "trace_out", None)
     html_out = getattr(args, "html", None)
+    junit_out = getattr(args, "junit", None)
     if trace_out:
         _write_trace_out(trace_out, getattr(args, "property", None) or [], checked)
     if html_out:
@@ -158,6 +167,56 @@ def write_outputs(args: argparse.Namespace, checked: Sequence[tuple[Subject, Res
         except OSError as exc:
             raise UsageError(f"cannot write {html_out}: {exc.strerror or exc}") from None
         print(f"kvmsim: wrote {html_out}", file=sys.stderr)
+    if junit_out:
+        cases = [junit_case(s, r) for s, r in checked]
+        try:
+            write_junit(junit_out, f"kvmsim {args.command}", cases)
+        except OSError as exc:
+            raise UsageError(f"cannot write {junit_out}: {exc.strerror or exc}") from None
+        print(f"kvmsim: wrote {junit_out}", file=sys.stderr)
+
+
+def report_text(subject: Subject, result: Result) -> str:
+    """The report ``kvmsim check`` prints for this check, timelines included, as plain text."""
+    buf = io.StringIO()
+    print_result(
+        plain_console(buf),
+        result,
+        subject.model,
+        style=subject.style,
+        notes=subject.notes,
+        lanes=subject.lanes,
+        tokens=subject.tokens(result),
+    )
+    return buf.getvalue()
+
+
+def junit_case(subject: Subject, result: Result) -> Case:
+    """The check as a JUnit test case; its text is the report ``kvmsim check`` prints."""
+    ref = subject.ref
+    if ref.kind == "kvm":
+        variant = subject.extra.get("variant", ref.name)
+        classname, name = f"kvmsim.{variant}", f"{variant} / {ref.scenario}"
+    elif ref.kind == "demo":
+        classname, name = "kvmsim.demo", ref.name
+    else:
+        classname, name = f"kvmsim.{Path(ref.name).stem}", subject.model.name
+    text = report_text(subject, result)
+    outcome = outcome_of(bool(result.violations), result.exhaustive, result.interrupted)
+    kinds = ", ".join(dict.fromkeys(v.kind for v in result.violations))
+    failed = outcome in (FAILURE, ERROR)
+    return Case(
+        classname,
+        name,
+        result.stats.seconds,
+        outcome,
+        message=f"{result.verdict}: {', '.join(result.violated())}"
+        if result.violations
+        else f"{result.verdict} ({result.coverage})",
+        kind=kinds if result.violations else "incomplete" if failed else "",
+        text=text if failed else "",
+        output="" if failed else text,
+    )
 
 
 def _write_trace_out(
@@ -186,7 +245,7 @@ def _write_trace_out(
 
 def check_trace_options(args: argparse.Namespace) -> None:
     """Reject output paths that cannot be written before the search runs."""
-    for opt in ("trace_out", "html"):
+    for opt in ("trace_out", "html", "junit"):
         path = getattr(args, opt, None)
         if not path:
             continue

@@ -19,8 +19,10 @@ from rich.text import Text
 
 from . import kvm_diff, kvm_study
 from .cli import EXIT_ERROR, EXIT_HOLDS, EXIT_VIOLATED, UsageError, _stdout_console, _table
+from .cli_replay import check_trace_options
 from .jobs import CheckSummary, Snapshot, run_jobs
 from .report.json import dumps
+from .report.junit import ERROR, PASSED, Case, outcome_of, write_junit
 from .report.progress import TransientLine, wanted
 
 INTERRUPTED = "kvmsim: interrupted: incomplete"
@@ -86,6 +88,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         raise UsageError("give either --quick or --scenario, not both")
     variants = _check_variants(args.variant)
     scenarios = _check_scenarios(args.scenario)
+    check_trace_options(args)  # --junit's folder
     out = _make_dir(args.out)
     jobs = kvm_study.plan(variants, scenarios, quick=args.quick)
     selection = "custom" if variants or scenarios else "quick" if args.quick else "default"
@@ -98,6 +101,11 @@ def cmd_study(args: argparse.Namespace) -> int:
         md, js = kvm_study.write_study(study, out, found)
     except OSError as exc:
         raise UsageError(f"cannot write the study to {args.out}: {exc.strerror or exc}") from None
+    if args.junit:
+        try:
+            write_junit(args.junit, "kvmsim study", study_cases(study))
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.junit}: {exc.strerror or exc}") from None
     if args.json:
         print(dumps(kvm_study.document(study, found)))
     else:
@@ -120,6 +128,44 @@ def cmd_study(args: argparse.Namespace) -> int:
             )
         return EXIT_ERROR
     return EXIT_HOLDS
+
+
+def study_cases(study: kvm_study.Study) -> list[Case]:
+    """One JUnit test case per variant x scenario planned (report/junit.py)."""
+    cases = []
+    for job in study.jobs:
+        s = study.summaries.get(job)
+        classname, name = f"kvmsim.{job.variant}", f"{job.variant} / {job.scenario}"
+        see = f"see it: kvmsim check --variant {job.variant} --scenario {job.scenario}"
+        if s is None or s.error:
+            why = s.error if s is not None else "not checked: the study was interrupted"
+            kind = "error" if s is not None else "incomplete"
+            cases.append(Case(classname, name, 0.0, ERROR, why, kind, why))
+            continue
+        stats = (
+            f"{s.states:,} states, {s.transitions:,} transitions, max depth {s.max_depth}, "
+            f"{s.seconds:.2f} s; coverage: {'exhaustive' if s.exhaustive else 'bounded'}"
+        )
+        outcome = outcome_of(bool(s.violations), s.exhaustive, s.interrupted)
+        if s.violations:
+            broken = ", ".join(
+                b.prop + (f" ({b.steps} steps)" if b.steps is not None else "")
+                for b in s.violations
+            )
+            lines = [f"✗ {b.prop} ({b.kind}): {b.message}" for b in s.violations]
+            text = "\n".join([*lines, stats, see])
+            kinds = ", ".join(dict.fromkeys(b.kind for b in s.violations))
+            cases.append(
+                Case(classname, name, s.seconds, outcome, f"violated: {broken}", kinds, text)
+            )
+        elif outcome == ERROR:
+            cases.append(
+                Case(classname, name, s.seconds, outcome, "incomplete", "incomplete", stats)
+            )
+        else:
+            verdict = "holds" if outcome == PASSED else "holds within a bound: not exhaustive"
+            cases.append(Case(classname, name, s.seconds, outcome, verdict, output=stats))
+    return cases
 
 
 def print_study(

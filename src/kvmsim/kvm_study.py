@@ -21,14 +21,12 @@ the time). ``--quick`` is every variant on ``QUICK_SCENARIOS``.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_json, write_text
 from .jobs import COST_LABELS, COST_NAMES, Broken, CheckSummary, Job
 
 FORMAT = "kvmsim-kvm-study/1"
@@ -898,24 +896,6 @@ def _incomplete(study: Study) -> str:
     return " ".join(parts)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to path via a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a written file is not secret
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_study(
     study: Study, out_dir: str | Path, found: list[Finding] | None = None
 ) -> tuple[Path, Path]:
@@ -924,7 +904,7 @@ def write_study(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "study.md", out / "study.json"
-    write_atomic(md, markdown(study, found))
+    write_text(md, markdown(study, found))
     doc = document(study, found)
-    write_atomic(js, json.dumps(doc, indent=2, ensure_ascii=False, default=repr) + "\n")
+    write_json(js, doc)
     return md, js

@@ -13,13 +13,13 @@ counterexample must end in a cycle.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_json, write_text
 from .engine import Model, Options, Result, check
 from .report.json import options_dict, result_document
 
@@ -229,14 +229,11 @@ def markdown(study: Study) -> str:
 
 
 def write_study(study: Study, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write study.md and study.json into out_dir (created if needed)."""
+    """Write study.md and study.json into out_dir (created if needed), each atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md = out / "study.md"
     js = out / "study.json"
-    md.write_text(markdown(study), encoding="utf-8")
-    js.write_text(
-        json.dumps(study.as_dict(), indent=2, ensure_ascii=False, default=repr) + "\n",
-        encoding="utf-8",
-    )
+    write_text(md, markdown(study))
+    write_json(js, study.as_dict())
     return md, js

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any, ClassVar
 
@@ -113,31 +114,39 @@ def test_error_in_a_callee_shows_the_call_stack() -> None:
 def stores_list(w: Box) -> Steps:
     yield "start"
     w.other = [1, 2]
-    yield "stored a list"
+    yield "stored a list"  # <- here
 
 
 def keeps_list(w: Box) -> Steps:
     pending = [w.value]
-    yield "made a list"
+    yield "made a list"  # <- here
     w.value = pending[0]
     yield "used it"
 
 
 @pytest.mark.parametrize("mode", ["bfs", "dfs", "random"])
 def test_list_in_a_field(mode: str) -> None:
-    with pytest.raises(ModelError, match=r"^other holds a list, which is mutable"):
+    where = re.escape(f"{__file__}:{marked_line(stores_list)}")
+    with pytest.raises(
+        ModelError,
+        match=rf"^{where}: in the step of actor a0 ending here: other holds a list, which is "
+        "mutable or unhashable; use a tuple, frozenset or int instead$",
+    ):
         check(_model(stores_list), Options(mode=mode))
 
 
 def test_list_in_a_field_at_setup() -> None:
-    with pytest.raises(ModelError, match=r"^value holds a list"):
+    with pytest.raises(ModelError, match=r": in the setup: value holds a list"):
         check(_model(stores_list, root=Box(value=[])))
 
 
 @pytest.mark.parametrize("mode", ["bfs", "dfs", "random"])
 def test_list_in_a_local_across_a_yield(mode: str) -> None:
+    where = re.escape(f"{__file__}:{marked_line(keeps_list)}")
     with pytest.raises(
-        ModelError, match=r"local 'pending' of keeps_list \(actor a0\) holds a list"
+        ModelError,
+        match=rf"^{where}: local 'pending' of keeps_list \(actor a0\), kept across this yield, "
+        "holds a list",
     ):
         check(_model(keeps_list), Options(mode=mode))
 
@@ -149,7 +158,7 @@ def test_unhashable_state_past_validation(mode: str, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(explore_module, "VALIDATE_STATES", 0)
     with pytest.raises(ModelError, match=r"local 'pending' of keeps_list"):
         check(_model(keeps_list), Options(mode=mode))
-    with pytest.raises(ModelError, match=r"^other holds a list"):
+    with pytest.raises(ModelError, match=r"ending here: other holds a list"):
         check(_model(stores_list), Options(mode=mode))
 
 
@@ -159,7 +168,7 @@ def creates_struct(w: Box) -> Steps:
 
 
 def test_struct_created_after_setup() -> None:
-    with pytest.raises(ModelError, match=r"^other refers to a Box created after setup"):
+    with pytest.raises(ModelError, match=r"ending here: other refers to a Box created after setup"):
         check(_model(creates_struct))
 
 
@@ -175,13 +184,39 @@ def test_undeclared_attribute() -> None:
 
 def spins(w: Box) -> Steps:
     while True:
-        if w.value > 0:
+        if w.value > 0:  # <- here
             yield "never: value stays 0"
 
 
 def test_step_that_never_yields() -> None:
-    with pytest.raises(ModelError, match=r"spins ran 100000 blocks without yielding"):
+    where = re.escape(f"{__file__}:{marked_line(spins)}")
+    with pytest.raises(
+        ModelError,
+        match=rf"^{where}: a step of spins ran 100,000 blocks without reaching a yield: a loop "
+        "between two yields never ends; make every pass",
+    ):
         check(_model(spins))
+
+
+def helper_steps(w: Box) -> Steps:
+    w.value += 1
+    yield "helper"
+
+
+def forgets_yield_from(w: Box) -> Steps:
+    yield "before"
+    yield helper_steps(w)  # <- here
+
+
+@pytest.mark.parametrize("mode", ["bfs", "dfs", "random"])
+def test_yielding_a_generator_instead_of_running_it(mode: str) -> None:
+    where = re.escape(f"{__file__}:{marked_line(forgets_yield_from)}")
+    with pytest.raises(
+        ModelError,
+        match=rf"^{where}: `yield helper_steps\(...\)` yields the generator instead of running "
+        r"it: write `yield from helper_steps\(...\)`",
+    ):
+        check(_model(forgets_yield_from), Options(mode=mode))
 
 
 def plain_function(w: Box) -> int:

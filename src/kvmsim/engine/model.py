@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,11 @@ class Model:
     _setup: Callable[[Setup], Any] | None = None
     properties: list[Property] = field(default_factory=list)
     state_cost: Callable[[Any], Mapping[str, int]] | None = None
+    origin: str = field(default="", repr=False, compare=False)  # file:line of Model(...)
+
+    def __post_init__(self) -> None:
+        if not self.origin:
+            self.origin = _caller_location()
 
     def setup(self, func: Callable[[Setup], Any]) -> Callable[[Setup], Any]:
         """Decorator: func(setup) builds the world, spawns actors and returns the root object."""
@@ -139,11 +145,19 @@ class Model:
 
     def build(self) -> tuple[Any, list[ActorSpec]]:
         if self._setup is None:
-            raise ValueError(f"model {self.name!r} has no setup; decorate one with @model.setup")
+            raise ValueError(
+                f"{self.origin}: model {self.name!r} has no setup; decorate the function that "
+                "builds its state and spawns its actors with @model.setup"
+            )
         s = Setup()
         root = self._setup(s)
         if not s.actors:
-            raise ValueError(f"model {self.name!r} spawns no actors")
+            code = getattr(self._setup, "__code__", None)
+            where = f"{code.co_filename}:{code.co_firstlineno}: " if code is not None else ""
+            raise ValueError(
+                f"{where}model {self.name!r} spawns no actors: its setup must call "
+                "s.actor(NAME, GENERATOR_FUNCTION, ARGS...) at least once"
+            )
         return root, s.actors
 
     @property
@@ -153,3 +167,13 @@ class Model:
     @property
     def sometimes_props(self) -> list[Property]:
         return [p for p in self.properties if p.kind == "sometimes"]
+
+
+def _caller_location() -> str:
+    """file:line of the code outside this module (and dataclass machinery) that called us."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename in (__file__, "<string>"):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"

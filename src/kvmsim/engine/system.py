@@ -10,7 +10,8 @@ from __future__ import annotations
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import FunctionType
+from inspect import CO_GENERATOR
+from types import CoroutineType, FunctionType, GeneratorType
 from typing import Any
 
 from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, CompileError, Program, compile_actor
@@ -23,6 +24,22 @@ ActorState = tuple[Frame, ...] | None
 State = tuple[WorldTuple, tuple[ActorState, ...]]
 
 STEP_BUDGET = 100_000  # blocks one step may run before it is declared non-terminating
+
+
+class StepClock:
+    """Steps (and invariant evaluations) started and finished in this process: a watchdog
+    (kvmsim.watchdog) that sees the same one still running twice in a row has found the
+    model's code stuck in plain Python, where the block budget cannot see it (a helper
+    function's or an invariant's endless loop)."""
+
+    __slots__ = ("started", "finished")
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.finished = 0
+
+
+CLOCK = StepClock()
 
 
 @dataclass(slots=True)
@@ -60,7 +77,11 @@ class System:
             for key, arg in spec.kwargs:
                 roots.append((f"{spec.name}.{key}", arg))
         self.world = World(roots)
-        self.world.validate(self.world.loaded)
+        self._made: tuple[State, int, list[list[Any]]] | None = None  # the last step's result
+        try:
+            self.world.validate(self.world.loaded)
+        except ModelError as exc:
+            raise ModelError(f"{self._origin_of(None)}: {exc}") from None
         frames: list[ActorState] = []
         for spec in actors:
             prog = compile_actor(spec.func)
@@ -83,18 +104,43 @@ class System:
         return [a.name for a in self.actors]
 
     def validate_state(self, state: State) -> None:
-        self.world.validate(state[0])
+        """Raise ModelError naming the first value in state that is mutable or unhashable,
+        with where it was stored: the setup, or the step that made state (if it was the
+        last step run)."""
+        try:
+            self.world.validate(state[0])
+        except ModelError as exc:
+            raise ModelError(f"{self._origin_of(state)}: {exc}") from None
         known = self.world.known_ids
         for spec, frames in zip(self.actors, state[1]):
             if frames is None:
                 continue
-            for func, _pc, values in frames:
+            for func, pc, values in frames:
                 prog = compile_actor(func)
+                at = f"{prog.filename}:{prog.block_lines[pc]}"
                 for name, value in zip(prog.local_names, values):
                     check_value(
-                        value, f"local {name!r} of {prog.qualname} (actor {spec.name})", known
+                        value,
+                        f"{at}: local {name!r} of {prog.qualname} (actor {spec.name}), kept "
+                        "across this yield,",
+                        known,
                     )
         hash(state)
+
+    def _origin_of(self, state: State | None) -> str:
+        """file:line where state's world was written: the step that made it, or the setup."""
+        made = self._made
+        if made is not None and made[0] is state:
+            _state, actor, frames = made
+            who = self.actors[actor].name
+            if frames:
+                return f"{self._yield_line(frames)}: in the step of actor {who} ending here"
+            return f"in the last step of actor {who}"
+        setup = self.model._setup
+        code = getattr(setup, "__code__", None)
+        if code is None:
+            return "in the setup"
+        return f"{code.co_filename}:{code.co_firstlineno}: in the setup"
 
     def enabled(self, state: State, actor: int) -> bool:
         return any(o.kind != "blocked" for o in self.successors_of(state, actor))
@@ -108,6 +154,16 @@ class System:
         detail=False leaves out the call stack and source line of a successful step, which
         only traces need (the search asks for them when it replays a path).
         """
+        clock = CLOCK
+        clock.started += 1
+        try:
+            return self._step(state, actor, choices, detail)
+        finally:
+            clock.finished = clock.started
+
+    def _step(
+        self, state: State, actor: int, choices: tuple[int, ...], detail: bool
+    ) -> Outcome | NeedChoice:
         frames_in = state[1][actor]
         assert frames_in is not None
         self.world.load(state[0])
@@ -157,9 +213,13 @@ class System:
                     sent = act[1]
                 budget -= 1
                 if budget == 0:
+                    fr = frames[-1]
+                    where = self.program(fr[0])
                     raise ModelError(
-                        f"a step of {prog.qualname} ran {STEP_BUDGET} blocks without yielding; "
-                        "a loop between two yields never ends"
+                        f"{where.filename}:{where.block_lines[fr[1]]}: a step of "
+                        f"{where.qualname} ran {STEP_BUDGET:,} blocks without reaching a yield: "
+                        "a loop between two yields never ends; make every pass through the "
+                        "loop yield, or let the loop end"
                     )
         except NeedChoice as need:
             self._restore()
@@ -208,10 +268,12 @@ class System:
         else:
             new_frames = frames_in[:below] + tuple(_freeze(f, self.program(f[0])) for f in frames)
         actors = state[1][:actor] + (new_frames,) + state[1][actor + 1 :]
-        text = label if isinstance(label, str) else repr(label)
+        new_state = (world, actors)
+        self._made = (new_state, actor, frames)  # for validate_state's messages
+        text = label if isinstance(label, str) else self._label_text(label, frames)
         return Outcome(
             "ok",
-            (world, actors),
+            new_state,
             text,
             stack,
             tuple(SCRIPT.made),
@@ -219,6 +281,19 @@ class System:
             events=tuple(SCRIPT.events),
             failures=tuple(SCRIPT.failures),
         )
+
+    def _label_text(self, label: Any, frames: list[list[Any]]) -> str:
+        """A non-string label as text; a generator there is a forgotten ``yield from``."""
+        if isinstance(label, (GeneratorType, CoroutineType)) or (
+            isinstance(label, FunctionType) and label.__code__.co_flags & CO_GENERATOR
+        ):
+            name = getattr(label, "__qualname__", type(label).__name__)
+            where = self._yield_line(frames) if frames else "a finished actor"
+            raise ModelError(
+                f"{where}: `yield {name}(...)` yields the generator instead of running it: "
+                f"write `yield from {name}(...)` to run its steps as part of this actor"
+            )
+        return repr(label)
 
     def _yield_line(self, frames: list[list[Any]]) -> str:
         if not frames:
@@ -285,15 +360,21 @@ class System:
             return []  # nothing to load the state for
         self.world.load(state[0])
         bad = []
+        clock = CLOCK
         for prop in invariants:
             assert prop.check is not None
+            clock.started += 1  # the watchdog sees an invariant that never returns too
             try:
                 ok = prop.check(self.root)
+            except ModelError:  # the watchdog stopped it: the message says where
+                raise
             except Exception as exc:  # an invariant that raises is a broken model
                 raise ModelError(
                     f"invariant {prop.name!r} raised {type(exc).__name__}: {exc}\n"
                     + "".join(traceback.format_exception(exc)[-2:])
                 ) from None
+            finally:
+                clock.finished = clock.started
             if not ok:
                 bad.append((prop.name, prop.description))
         return bad

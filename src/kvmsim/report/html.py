@@ -19,13 +19,12 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..atomic import write_text
 from ..engine import Model, Result, Violation
 from ..engine.trace import Trace, TraceStep
 from .text import meaning, stats_line
@@ -81,26 +80,7 @@ def write_html_sections(
     sections: Sequence[Section], path: str | os.PathLike[str], title: str | None = None
 ) -> None:
     """Write a report of several checks to path, atomically (a temporary file renamed)."""
-    text = render_html(sections, title)
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_text(path, render_html(sections, title))
 
 
 def render_html(sections: Sequence[Section], title: str | None = None) -> str:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
+from ..atomic import write_json
 from ..engine import Violation
 from ..engine.trace import Path, Trace, TraceStep
 from .values import CompactStyle, ValueStyle
@@ -322,22 +322,5 @@ def _step_from(doc: dict[str, Any]) -> TraceStep:
 
 
 def write_json_atomic(path: str | os.PathLike[str], doc: Any) -> None:
-    """Write doc as JSON to path: to a temporary file beside it, then renamed over it."""
-    target = FsPath(path)
-    text = json.dumps(doc, indent=2, ensure_ascii=False, default=repr) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write doc as JSON to path atomically (kvmsim.atomic)."""
+    write_json(path, doc)

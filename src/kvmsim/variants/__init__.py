@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FunctionType, ModuleType
@@ -35,6 +37,39 @@ class Variant:
     overrides: dict[str, Any] = field(default_factory=dict)
     defines: set[str] = field(default_factory=set)
     _namespace: dict[str, Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _ORIGINS[self] = _caller_location()
+
+    @property
+    def origin(self) -> str:
+        """file:line of the ``Variant(...)`` that made it."""
+        return _ORIGINS.get(self, "<unknown>")
+
+    def problem(self) -> str | None:
+        """What keeps the variant from linking (an unknown base, an override of a name the
+        kernel model lacks), as file:line and a sentence saying what to change; None if it
+        links."""
+        if self.base is not None:
+            try:
+                get_variant(self.base)
+            except KeyError:
+                known = ", ".join(v.name for v in all_variants())
+                return (
+                    f"{self.origin}: variant {self.name!r}: its base {self.base!r} is not a "
+                    f"variant; give one of {known}"
+                )
+        try:
+            self.namespace()
+        except KeyError as exc:
+            name = next((n for n in self.overrides if repr(n) in str(exc.args[0])), "")
+            code = getattr(self.overrides.get(name), "__code__", None)
+            where = f"{code.co_filename}:{code.co_firstlineno}" if code else self.origin
+            return (
+                f"{where}: variant {self.name!r}: {exc.args[0]}; override a kernel function "
+                "by its exact name, or add a new helper with @variant.define"
+            )
+        return None
 
     def override(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: this function replaces the kernel function of the same name."""
@@ -73,6 +108,19 @@ class Variant:
 
     def changed(self) -> list[str]:
         return sorted(self.effective_overrides())
+
+
+_ORIGINS: weakref.WeakKeyDictionary[Variant, str] = weakref.WeakKeyDictionary()
+
+
+def _caller_location() -> str:
+    """file:line of the code outside this module (and dataclass machinery) that called us."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename in (__file__, "<string>"):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 def kernel_modules() -> list[ModuleType]:
