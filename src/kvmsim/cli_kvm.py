@@ -280,8 +280,9 @@ def check_builtin(args: argparse.Namespace) -> int:
     results: list[tuple[Scenario, Model, Options, Result]] = []
     subjects: list[Subject] = []
     for scenario, model in models:
+        ref = ModelRef("kvm", args.variant or DEFAULT_VARIANT, scenario.name, extra=extra)
         with LiveProgress(model.name, args.mode, enabled=wanted(args.quiet)) as progress:
-            options = options_from(args, progress)
+            options = options_from(args, progress, ref)
             result = explain(guarded_check(model, options))
         results.append((scenario, model, options, result))
         subject = kvm_subject(args.variant or DEFAULT_VARIANT, variant, scenario, model, extra)

@@ -52,6 +52,14 @@ class Options:
     # bfs: among the shortest counterexamples of a property, report one with the fewest
     # context switches (changes of acting actor between consecutive steps)
     simplest: bool = True
+    # parallel and distributed search (engine.parallel, engine.swarm): worker processes or
+    # Ray actors; each builds the model with builder (picklable; None: forked workers
+    # inherit it). mode "swarm": opt.runs random runs in all, within time_budget seconds.
+    workers: int = 1
+    builder: Callable[[], Model] | None = None
+    backend: str = "local"  # local | ray
+    ray_address: str | None = None  # a Ray cluster to join (None: start a local one)
+    time_budget: float | None = None
 
 
 @dataclass
@@ -348,6 +356,10 @@ class _Search:
 def check(model: Model, options: Options | None = None) -> Result:
     """Explore model under options and return the verdict, statistics and counterexamples."""
     opt = options or Options()
+    if opt.mode == "swarm" or opt.workers > 1 or opt.backend != "local":
+        from .parallel import parallel_check
+
+        return parallel_check(model, opt)
     search = _Search(model, opt)
     runner = {"bfs": _bfs, "dfs": _dfs, "random": _random}.get(opt.mode)
     if runner is None:
