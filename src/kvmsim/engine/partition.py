@@ -27,8 +27,9 @@ from .world import ModelError
 # (fewest context switches, actors that can take the last step of such a path, per such
 # actor the least (actor, parent fingerprint, choices)) of a state in its owner's table.
 Entry = tuple[int, int, tuple[tuple[int, int, tuple[int, ...]], ...]]
-# A successor on its way to its owner: (fp, encoding, switches, last-actor mask, parents).
-Candidate = tuple[int, bytes, int, int, tuple[tuple[int, int, tuple[int, ...]], ...]]
+# A successor on its way to its owner: (fp, encoding, switches, last-actor mask, parents
+# {actor: (parent fingerprint, choices)}).
+Candidate = tuple[int, bytes, int, int, dict[int, tuple[int, tuple[int, ...]]]]
 # Where a property is violated: (fingerprint of the state, actor, choices); actor -1 for a
 # violating state, else the violating step from that state.
 Endpoint = tuple[int, int, tuple[int, ...]]
@@ -95,9 +96,12 @@ class Partition:
         self.system = System(model)
         self.codec = StateCodec(self.system)
         self.table: dict[int, Entry] = {}
-        self.frontier: list[tuple[int, bytes]] = []
+        # (fp, encoding, the state itself when this worker made it: no need to decode it)
+        self.frontier: list[tuple[int, bytes, State | None]] = []
+        self.own: dict[int, list[Any]] = {}  # this level's successors this worker owns
         self.pending = {p.name for p in model.sometimes_props}
         self.best: dict[str, Found] = {}
+        self.sent: dict[State, int] = {}  # the last level's successors (see expand)
         self.checked = 0
 
     def owner(self, fp: int) -> int:
@@ -117,7 +121,7 @@ class Partition:
     def seed(self, fp: int, data: bytes) -> LevelReport:
         """Take the initial state (this worker owns it): it may move from any actor."""
         self.table[fp] = (0, -1, ())
-        self.frontier = [(fp, data)]
+        self.frontier = [(fp, data, None)]
         return LevelReport(new_states=1, frontier=1)
 
     def entry(self, fp: int) -> Entry:
@@ -125,15 +129,21 @@ class Partition:
 
     # -- one level -------------------------------------------------------------------------
     def expand(self, depth: int) -> tuple[list[list[Candidate]], LevelReport]:
-        """Expand the frontier (at depth): the candidates for each owner, and a report."""
+        """Expand the frontier (at depth): the candidates for each other owner (its own
+        are kept for absorb; their slot is empty), and a report."""
         report = LevelReport()
         maps: list[dict[int, list[Any]]] = [{} for _ in range(self.n)]
         system, codec, table = self.system, self.codec, self.table
         fingerprint = codec.fingerprint_bytes
         simplest, n, me = self.spec.simplest, self.n, self.index
         limit = self.spec.max_depth
-        for fp, data in self.frontier:
-            state = codec.decode(data)
+        # States known to their owners (this level's, and the last level's successors, sent
+        # then) and this level's successors so far: a state met again is neither encoded
+        # again nor sent twice. Cheaper than the codec: Python's own hash of the tuples.
+        known, fresh = self.sent, {}
+        for fp, data, live in self.frontier:
+            state = codec.decode(data) if live is None else live
+            known[state] = 0
             fewest, last, _ = table[fp]
             self._check_state(fp, data, state, depth, fewest, report)
             if limit is not None and depth >= limit:
@@ -160,17 +170,25 @@ class Partition:
                     self._found(prop, "property", message, key, report)
                 child = out.state
                 assert child is not None
-                cdata = self.encode(child)
-                cfp = fingerprint(cdata)
-                dest = cfp % n
-                if dest == me and cfp in table:
+                try:
+                    if child in known:
+                        continue
+                    cfp = fresh.get(child)
+                except TypeError:
+                    system.validate_state(child)  # says which value cannot be hashed
+                    raise
+                if cfp is None:
+                    cdata = self.encode(child)
+                    cfp = fresh[child] = fingerprint(cdata)
+                    if cfp % n == me and cfp in table:
+                        continue
+                    maps[cfp % n][cfp] = [cdata, cost, 1 << actor, {actor: (fp, script)}, child]
                     continue
-                bucket = maps[dest]
-                cand = bucket.get(cfp)
+                cand = maps[cfp % n].get(cfp)
                 link = (fp, script)
-                if cand is None:
-                    bucket[cfp] = [cdata, cost, 1 << actor, {actor: link}]
-                elif cost < cand[1]:
+                if cand is None:  # known to its owner already
+                    continue
+                if cost < cand[1]:
                     cand[1], cand[2], cand[3] = cost, 1 << actor, {actor: link}
                 elif cost == cand[1]:
                     cand[2] |= 1 << actor
@@ -180,38 +198,36 @@ class Partition:
             if not mask:
                 self._stuck(fp, data, state, depth, fewest, report)
         self.frontier = []
-        out_lists = [
-            [
-                (cfp, c[0], c[1], c[2], tuple((a, p, s) for a, (p, s) in sorted(c[3].items())))
-                for cfp, c in bucket.items()
-            ]
-            for bucket in maps
-        ]
-        return out_lists, report
+        self.sent = fresh
+        self.own = maps[me]
+        maps[me] = {}
+        out = [[(cfp, c[0], c[1], c[2], c[3]) for cfp, c in bucket.items()] for bucket in maps]
+        return out, report
 
     def absorb(self, batches: list[list[Candidate]]) -> LevelReport:
-        """Take the candidates sent to this worker: the new states form the next frontier."""
+        """Take this worker's own successors and those the others sent it: the states not in
+        its table form the next frontier."""
         table = self.table
-        merged: dict[int, list[Any]] = {}
+        merged, self.own = self.own, {}
         for batch in batches:
-            for cfp, cdata, cost, mask, parents in batch:
+            for cfp, cdata, cost, mask, links in batch:
                 if cfp in table:
                     continue
                 cand = merged.get(cfp)
                 if cand is None:
-                    merged[cfp] = [cdata, cost, mask, dict((a, (p, s)) for a, p, s in parents)]
+                    merged[cfp] = [cdata, cost, mask, links, None]
                 elif cost < cand[1]:
-                    cand[1], cand[2] = cost, mask
-                    cand[3] = dict((a, (p, s)) for a, p, s in parents)
+                    cand[1], cand[2], cand[3] = cost, mask, links
                 elif cost == cand[1]:
                     cand[2] |= mask
-                    for a, p, s in parents:
-                        old = cand[3].get(a)
-                        if old is None or (p, s) < old:
-                            cand[3][a] = (p, s)
-        for cfp, (cdata, cost, mask, links) in merged.items():
+                    mine = cand[3]
+                    for a, link in links.items():
+                        old = mine.get(a)
+                        if old is None or link < old:
+                            mine[a] = link
+        for cfp, (cdata, cost, mask, links, live) in merged.items():
             table[cfp] = (cost, mask, tuple((a, p, s) for a, (p, s) in sorted(links.items())))
-            self.frontier.append((cfp, cdata))
+            self.frontier.append((cfp, cdata, live))
         return LevelReport(new_states=len(merged), frontier=len(merged))
 
     # -- what a state or step breaks ---------------------------------------------------------
