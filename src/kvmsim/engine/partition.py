@@ -140,7 +140,7 @@ class Partition:
         # States known to their owners (this level's, and the last level's successors, sent
         # then) and this level's successors so far: a state met again is neither encoded
         # again nor sent twice. Cheaper than the codec: Python's own hash of the tuples.
-        known, fresh = self.sent, {}
+        known, fresh = self.sent, dict[State, int]()
         for fp, data, live in self.frontier:
             state = codec.decode(data) if live is None else live
             known[state] = 0
@@ -201,8 +201,10 @@ class Partition:
         self.sent = fresh
         self.own = maps[me]
         maps[me] = {}
-        out = [[(cfp, c[0], c[1], c[2], c[3]) for cfp, c in bucket.items()] for bucket in maps]
-        return out, report
+        outgoing: list[list[Candidate]] = [
+            [(cfp, c[0], c[1], c[2], c[3]) for cfp, c in bucket.items()] for bucket in maps
+        ]
+        return outgoing, report
 
     def absorb(self, batches: list[list[Candidate]]) -> LevelReport:
         """Take this worker's own successors and those the others sent it: the states not in
