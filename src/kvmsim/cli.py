@@ -128,6 +128,12 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stop at the first violation of any property",
     )
+    g.add_argument(
+        "--no-liveness",
+        action="store_true",
+        help="do not check that must-finish actors finish (progress under weak fairness): "
+        "that check keeps the whole state graph in one process, so --workers needs this",
+    )
     par = p.add_argument_group("parallel and distributed search (docs/distributed.md)")
     par.add_argument(
         "--workers",
@@ -690,6 +696,8 @@ def options_from(
     ray = args.ray or args.ray_address is not None
     if ray and mode not in ("bfs", "swarm"):
         raise UsageError(f"--ray applies to --mode bfs and swarm, not {mode}")
+    if ray and importlib.util.find_spec("ray") is None:
+        raise UsageError("--ray needs Ray, which is not installed: pip install 'kvmsim[ray]'")
     if mode == "swarm" and args.max_states is not None:
         raise UsageError("--max-states does not apply to --mode swarm (use --runs or --time)")
     runs = args.runs
@@ -707,6 +715,7 @@ def options_from(
         runs=runs,
         seed=args.seed if args.seed is not None else 0,
         stop_at_first=args.stop_at_first,
+        liveness=not args.no_liveness,
         progress=progress,
         workers=workers,
         builder=builder,

@@ -43,7 +43,8 @@ def _one_process_reason(model: Model, opt: Options) -> str:
     if opt.liveness and any(a.must_finish for a in System(model).actors):
         return (
             "the progress of must-finish actors (liveness) is decided on the whole state "
-            "graph, which only a one-process search keeps"
+            "graph, which only a one-process search keeps (without that check, "
+            "--no-liveness, the search runs in the workers)"
         )
     return ""
 

@@ -140,7 +140,8 @@ class Partition:
         # States known to their owners (this level's, and the last level's successors, sent
         # then) and this level's successors so far: a state met again is neither encoded
         # again nor sent twice. Cheaper than the codec: Python's own hash of the tuples.
-        known, fresh = self.sent, dict[State, int]()
+        known = self.sent
+        fresh: dict[State, int] = {}
         for fp, data, live in self.frontier:
             state = codec.decode(data) if live is None else live
             known[state] = 0
