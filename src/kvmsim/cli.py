@@ -13,9 +13,9 @@ check files you would run yourself.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.machinery
 import importlib.util
-import itertools
 import os
 import re
 import sys
@@ -592,7 +592,13 @@ def split_target(target: str) -> tuple[str, str | None]:
     return target, None
 
 
-_module_ids = itertools.count()
+def module_name(resolved: Path) -> str:
+    """The name a model file is imported under: the same for the same file in every
+    process, so that a state's functions (``module:qualname`` in the state codec) mean the
+    same to the workers of a parallel search as to the process that started them."""
+    digest = hashlib.blake2b(str(resolved).encode(), digest_size=4).digest()
+    stem = re.sub(r"\W", "_", resolved.stem)
+    return f"kvmsim_model_{int.from_bytes(digest, 'little')}_{stem}"
 
 
 def load_file(path: str) -> ModuleType:
@@ -603,8 +609,7 @@ def load_file(path: str) -> ModuleType:
     if not file.is_file():
         raise UsageError(f"not a file: {path}")
     resolved = file.resolve()
-    stem = re.sub(r"\W", "_", file.stem)
-    name = f"kvmsim_model_{next(_module_ids)}_{stem}"
+    name = module_name(resolved)
     loader = importlib.machinery.SourceFileLoader(name, str(resolved))
     spec = importlib.util.spec_from_loader(name, loader)
     assert spec is not None

@@ -81,7 +81,11 @@ class PartitionWorker:
     """A Ray actor holding one partition (wrapped with ray.remote when the cluster starts)."""
 
     def __init__(self, index: int, builder: Builder, spec: SearchSpec) -> None:
-        self.part = Partition(index, builder(), spec)
+        self.index, self.builder, self.spec = index, builder, spec
+
+    def start(self) -> None:
+        """Build the model (not in __init__: an error there would hide the model's own)."""
+        self.part = Partition(self.index, self.builder(), self.spec)
 
     def seed(self, fp: int, data: bytes) -> LevelReport:
         return self.part.seed(fp, data)
@@ -108,6 +112,13 @@ class RayCluster:
         self.n = spec.workers
         actor = ray.remote(num_cpus=1, max_restarts=0)(PartitionWorker)
         self.actors = [actor.remote(w, builder, spec) for w in range(self.n)]
+        started = [a.start.remote() for a in self.actors]
+        try:
+            for ref in started:
+                self.session.get(ref)
+        except BaseException:
+            self.close()
+            raise
 
     def seed(self, w: int, fp: int, data: bytes) -> LevelReport:
         report: LevelReport = self.session.get(self.actors[w].seed.remote(fp, data))
@@ -135,9 +146,12 @@ class SwarmWorker:
     """A Ray actor running swarm chunks on its own copy of the model."""
 
     def __init__(self, builder: Builder) -> None:
-        self.runner = SwarmRunner(builder())
+        self.builder = builder
+        self.runner: SwarmRunner | None = None
 
     def run_chunk(self, chunk: Chunk) -> ChunkResult:
+        if self.runner is None:  # built here, not in __init__, whose errors Ray hides
+            self.runner = SwarmRunner(self.builder())
         return self.runner.run_chunk(chunk)
 
 
