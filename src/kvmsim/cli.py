@@ -131,8 +131,8 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--no-liveness",
         action="store_true",
-        help="do not check that must-finish actors finish (progress under weak fairness): "
-        "that check keeps the whole state graph in one process, so --workers needs this",
+        help="do not check that must-finish actors finish (progress under weak fairness); "
+        "the check keeps the whole state graph (with --workers, gathered at the end)",
     )
     par = p.add_argument_group("parallel and distributed search (docs/distributed.md)")
     par.add_argument(

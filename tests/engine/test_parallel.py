@@ -75,10 +75,11 @@ def test_bench_models_agree(make: functools.partial[Model]) -> None:
 
 @pytest.mark.parametrize("variant", ["v6.5", "v4.15"])
 def test_kvm_model_agrees(variant: str) -> None:
+    """With the progress of the vCPUs and host threads checked (the default)."""
     model = build_model(get_variant(variant), get_scenario("migrate"))
     builder = ModelBuilder.of(ModelRef("kvm", variant, "migrate"))
-    one = check(model, Options(liveness=False))
-    two = check(model, Options(liveness=False, workers=2, builder=builder))
+    one = check(model, Options())
+    two = check(model, Options(workers=2, builder=builder))
     assert summary(two) == summary(one)
     if variant == "v4.15":
         assert two.violated() == ["INV-APIC"]
@@ -106,13 +107,22 @@ def test_bounds_and_stop_at_first_agree() -> None:
     assert summary(bounded)[3:6] == summary(check(model, Options(liveness=False, max_depth=4)))[3:6]
 
 
-def test_liveness_runs_in_one_process_with_a_note() -> None:
+def test_liveness_agrees() -> None:
     model = DEMOS["retry-starved"]
     one = check(model, Options())
     two = check(model, Options(workers=2, builder=demo("retry-starved")))
     assert summary(two) == summary(one)
     assert two.violated() == ["progress: spinner"]
-    assert any("one process" in n and "liveness" in n for n in two.notes)
+    assert two.violations[0].trace is not None and two.violations[0].trace.loop_start is not None
+    assert any("2 workers" in n for n in two.notes)
+
+
+def test_costs_run_in_one_process_with_a_note() -> None:
+    model = DEMOS["retry"]
+    one = check(model, Options(costs=True))
+    two = check(model, Options(costs=True, workers=2, builder=demo("retry")))
+    assert summary(two) == summary(one)
+    assert any("ran in one process, not 2 workers" in n for n in two.notes)
 
 
 def test_collect_terminal_agrees() -> None:

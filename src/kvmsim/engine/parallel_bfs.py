@@ -2,9 +2,10 @@
 
 It seeds the owner of the initial state, runs the levels one by one on a ``Cluster`` (local
 processes or Ray actors), merges the workers' reports and rebuilds each counterexample as
-soon as its property is first violated, so that a Ctrl-C keeps what was found. Checks that
-need the whole state graph in one process (must-finish actors, exact costs) run as a
-one-process search instead, with a note that says why.
+soon as its property is first violated, so that a Ctrl-C keeps what was found. The
+progress of must-finish actors is decided on the graph the workers kept, gathered here at
+the end (``parallel_liveness``); exact costs need the graph with its costs in one process:
+that search runs in one process instead, with a note that says why.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from .codec import StateCodec
 from .model import Model
-from .partition import Entry, Found, LevelReport, SearchSpec, lowest
+from .parallel_liveness import Starved, starved
+from .partition import Entry, Found, LevelReport, Node, SearchSpec, lowest
 from .system import System
 from .trace import Path, replay
 
@@ -33,6 +35,8 @@ class Cluster(Protocol):
 
     def entry(self, w: int, fp: int) -> Entry: ...
 
+    def graph(self, w: int) -> dict[int, Node]: ...
+
     def close(self) -> None: ...
 
 
@@ -40,12 +44,6 @@ def _one_process_reason(model: Model, opt: Options) -> str:
     """Why this search must run in one process, or ""."""
     if opt.costs:
         return "exact cost figures need the whole state graph in one process"
-    if opt.liveness and any(a.must_finish for a in System(model).actors):
-        return (
-            "the progress of must-finish actors (liveness) is decided on the whole state "
-            "graph, which only a one-process search keeps (without that check, "
-            "--no-liveness, the search runs in the workers)"
-        )
     return ""
 
 
@@ -58,7 +56,13 @@ def partitioned_check(model: Model, opt: Options) -> Result:
         result.notes.append(f"ran in one process, not {opt.workers} workers: {reason}")
         return result
     search = _Coordinator(model, opt)
-    spec = SearchSpec(max(1, opt.workers), opt.max_depth, opt.simplest, opt.collect_terminal)
+    spec = SearchSpec(
+        max(1, opt.workers),
+        opt.max_depth,
+        opt.simplest,
+        opt.collect_terminal,
+        tuple(search.must_finish) if opt.liveness else (),
+    )
     cluster: Cluster
     if opt.backend == "ray":
         from .ray_backend import RayCluster
@@ -70,6 +74,7 @@ def partitioned_check(model: Model, opt: Options) -> Result:
         cluster = LocalCluster(model, opt.builder, spec)
     try:
         search.run(cluster)
+        search.check_progress(cluster)
     except KeyboardInterrupt:
         search.interrupted = True
     finally:
@@ -98,6 +103,8 @@ class _Coordinator:
         self.bound = ""
         self.interrupted = False
         self.notes: list[str] = []
+        self.must_finish = [i for i, a in enumerate(self.system.actors) if a.must_finish]
+        self.starved: list[Starved] = []
 
     def run(self, cluster: Cluster) -> None:
         opt = self.opt
@@ -138,9 +145,45 @@ class _Coordinator:
                 return
             depth += 1
 
+    def check_progress(self, cluster: Cluster) -> None:
+        """Must-finish actors, on the graph the workers kept (as the one-process search)."""
+        if not self.must_finish:
+            return
+        if not self.opt.liveness:
+            self.notes.append("progress of must-finish actors not checked (liveness off)")
+            return
+        stopped = self.opt.stop_at_first and bool(self.found)
+        if not (self.exhaustive and not self.interrupted):
+            if not stopped:
+                self.notes.append(
+                    "progress of must-finish actors not checked: the search is bounded"
+                )
+            return
+        if stopped:
+            return
+        graph: dict[int, Node] = {}
+        for w in range(self.n):
+            graph.update(cluster.graph(w))
+        found = starved(
+            self.system,
+            graph,
+            self.root,
+            self.must_finish,
+            lambda fp: self._walk(cluster, fp, -1, ()),
+            self.codec.decode,
+            self.model.deadlock,
+        )
+        self.starved = found[:1] if self.opt.stop_at_first else found
+
     def _path(self, cluster: Cluster, f: Found) -> Path:
         """Walk the parent links back from the violation, across the partitions."""
-        fp, actor, script = f.at
+        path = self._walk(cluster, *f.at)
+        assert len(path) == f.key[0], (len(path), f.key)
+        return path
+
+    def _walk(self, cluster: Cluster, fp: int, actor: int, script: tuple[int, ...]) -> Path:
+        """A shortest path to the state fp (and then actor's step, unless actor is -1), with
+        the fewest context switches."""
         entry = cluster.entry(fp % self.n, fp)
         if actor < 0:
             a, tail = lowest(entry[1]), []
@@ -156,9 +199,7 @@ class _Coordinator:
             if not (entry[1] >> a) & 1:
                 a = lowest(entry[1])
         steps.reverse()
-        path = steps + tail
-        assert len(path) == f.key[0], (len(path), f.key)
-        return path
+        return steps + tail
 
     def _tick(self, depth: int, queue: int) -> None:
         if self.opt.progress is not None:
@@ -184,6 +225,11 @@ class _Coordinator:
                 continue  # interrupted before its path was rebuilt
             trace, _ = replay(self.system, self.paths[prop])
             violations.append(Violation(prop, f.kind, f.message, trace, descriptions.get(prop, "")))
+        for prop, message, path, loop in self.starved:
+            trace, _ = replay(self.system, path, loop)
+            violations.append(
+                Violation(prop, "progress", message, trace, descriptions.get(prop, ""))
+            )
         complete = self.exhaustive and not self.interrupted
         stopped = self.opt.stop_at_first and bool(self.found)
         if complete and not stopped:

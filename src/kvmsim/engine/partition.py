@@ -83,6 +83,13 @@ class SearchSpec:
     max_depth: int | None
     simplest: bool
     collect_terminal: bool
+    must_finish: tuple[int, ...] = ()  # keep the graph of these actors' progress (liveness)
+
+
+# The graph a liveness check needs, per expanded state: (enabled actors, edges (target
+# fingerprint, actor, choices), must-finish actors not finished as bits, the encoding when
+# such an actor waits there forever with no actor able to move, else b"").
+Node = tuple[int, list[tuple[int, int, tuple[int, ...]]], int, bytes]
 
 
 class Partition:
@@ -102,6 +109,7 @@ class Partition:
         self.pending = {p.name for p in model.sometimes_props}
         self.best: dict[str, Found] = {}
         self.sent: dict[State, int] = {}  # the last level's successors (see expand)
+        self.graph: dict[int, Node] = {}  # with spec.must_finish: every expanded state
         self.checked = 0
 
     def owner(self, fp: int) -> int:
@@ -144,7 +152,10 @@ class Partition:
         fresh: dict[State, int] = {}
         for fp, data, live in self.frontier:
             state = codec.decode(data) if live is None else live
-            known[state] = 0
+            known[state] = fp
+            edges: list[tuple[int, int, tuple[int, ...]]] | None = (
+                [] if self.spec.must_finish else None
+            )
             fewest, last, _ = table[fp]
             self._check_state(fp, data, state, depth, fewest, report)
             if limit is not None and depth >= limit:
@@ -152,6 +163,8 @@ class Partition:
                     report.bounded = True
                 else:
                     self._stuck(fp, data, state, depth, fewest, report)
+                    if edges is not None:
+                        self._node(fp, data, state, 0, edges)
                 continue
             mask = 0
             for actor, script, out in system.successors(state):
@@ -172,7 +185,10 @@ class Partition:
                 child = out.state
                 assert child is not None
                 try:
-                    if child in known:
+                    cfp = known.get(child)
+                    if cfp is not None:
+                        if edges is not None:
+                            edges.append((cfp, actor, script))
                         continue
                     cfp = fresh.get(child)
                 except TypeError:
@@ -181,10 +197,14 @@ class Partition:
                 if cfp is None:
                     cdata = self.encode(child)
                     cfp = fresh[child] = fingerprint(cdata)
+                    if edges is not None:
+                        edges.append((cfp, actor, script))
                     if cfp % n == me and cfp in table:
                         continue
                     maps[cfp % n][cfp] = [cdata, cost, 1 << actor, {actor: (fp, script)}, child]
                     continue
+                if edges is not None:
+                    edges.append((cfp, actor, script))
                 cand = maps[cfp % n].get(cfp)
                 link = (fp, script)
                 if cand is None:  # known to its owner already
@@ -198,6 +218,8 @@ class Partition:
                         cand[3][actor] = link
             if not mask:
                 self._stuck(fp, data, state, depth, fewest, report)
+            if edges is not None:
+                self._node(fp, data, state, mask, edges)
         self.frontier = []
         self.sent = fresh
         self.own = maps[me]
@@ -232,6 +254,25 @@ class Partition:
             table[cfp] = (cost, mask, tuple((a, p, s) for a, (p, s) in sorted(links.items())))
             self.frontier.append((cfp, cdata, live))
         return LevelReport(new_states=len(merged), frontier=len(merged))
+
+    def _node(
+        self,
+        fp: int,
+        data: bytes,
+        state: State,
+        mask: int,
+        edges: list[tuple[int, int, tuple[int, ...]]],
+    ) -> None:
+        waiting = 0
+        for a in self.spec.must_finish:
+            if state[1][a] is not None:
+                waiting |= 1 << a
+        self.graph[fp] = (mask, edges, waiting, data if waiting and not mask else b"")
+
+    def take_graph(self) -> dict[int, Node]:
+        """The graph kept for the liveness check (handed over once, then dropped here)."""
+        graph, self.graph = self.graph, {}
+        return graph
 
     # -- what a state or step breaks ---------------------------------------------------------
     def _check_state(

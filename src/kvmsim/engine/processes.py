@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .model import Model
-from .partition import Candidate, Entry, LevelReport, Partition, SearchSpec
+from .partition import Candidate, Entry, LevelReport, Node, Partition, SearchSpec
 from .workers import Builder, context, ignore_sigint
 
 POLL = 0.2  # seconds between checks that a silent worker is still alive
@@ -55,6 +55,8 @@ def _serve(
                 value = part.seed(*arg)
             elif cmd == "entry":
                 value = part.entry(arg)
+            elif cmd == "graph":
+                value = part.take_graph()
             else:
                 raise ValueError(f"unknown command {cmd!r}")
             conn.send(("ok", value))
@@ -142,6 +144,11 @@ class LocalCluster:
         self.conns[w].send(("entry", fp))
         entry: Entry = self._gather([w])[0]
         return entry
+
+    def graph(self, w: int) -> dict[int, Node]:
+        self.conns[w].send(("graph", None))
+        graph: dict[int, Node] = self._gather([w])[0]
+        return graph
 
     def close(self) -> None:
         if self.closed:

@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from .model import Model
-from .partition import Entry, LevelReport, Partition, SearchSpec
+from .partition import Entry, LevelReport, Node, Partition, SearchSpec
 from .swarm import Chunk, ChunkResult, SwarmRunner
 from .workers import Builder
 
@@ -100,6 +100,9 @@ class PartitionWorker:
     def entry(self, fp: int) -> Entry:
         return self.part.entry(fp)
 
+    def take_graph(self) -> dict[int, Node]:
+        return self.part.take_graph()
+
 
 class RayCluster:
     """The partitioned search's workers as Ray actors."""
@@ -136,6 +139,10 @@ class RayCluster:
     def entry(self, w: int, fp: int) -> Entry:
         entry: Entry = self.session.get(self.actors[w].entry.remote(fp))
         return entry
+
+    def graph(self, w: int) -> dict[int, Node]:
+        graph: dict[int, Node] = self.session.get(self.actors[w].take_graph.remote())
+        return graph
 
     def close(self) -> None:
         self.session.kill(self.actors)
