@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -71,6 +72,15 @@ def model_named(spec: str) -> Model:
     raise SystemExit(f"unknown model {spec!r} (counters:NxK, filter:N, kvm:VARIANT/SCENARIO)")
 
 
+def busiest_cpu(result: Result) -> float | None:
+    """The CPU seconds of the busiest worker, from the partitioned search's note."""
+    for note in result.notes:
+        m = re.search(r"CPU seconds ([\d., ]+)\)", note)
+        if m:
+            return max(float(x) for x in m.group(1).split(", "))
+    return None
+
+
 def timed(run: Callable[[], Result]) -> tuple[Result, float]:
     start = time.perf_counter()
     result = run()
@@ -112,15 +122,16 @@ def main() -> int:
     one = next((r for r in rows if r[0] == "1 worker"), None)
     print(
         f"{'search':<12} {'states':>10} {'transitions':>12} {'seconds':>8} {'states/s':>9} "
-        f"{'vs 1 worker':>11} {'vs one process':>14}"
+        f"{'vs 1 worker':>11} {'vs one process':>14} {'busiest CPU s':>13}"
     )
     agree = True
     for label, result, seconds in rows:
         vs_one = f"{one[2] / seconds:.2f}x" if one is not None else "-"
+        cpu = busiest_cpu(result)
         print(
             f"{label:<12} {result.stats.states:>10,} {result.stats.transitions:>12,} "
             f"{seconds:>8.1f} {result.stats.states / seconds:>9,.0f} {vs_one:>11} "
-            f"{plain[2] / seconds:>13.2f}x"
+            f"{plain[2] / seconds:>13.2f}x {'-' if cpu is None else f'{cpu:.1f}':>13}"
         )
         same = (result.stats.states, result.stats.transitions, result.verdict) == (
             plain[1].stats.states,
@@ -132,7 +143,13 @@ def main() -> int:
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     two = next((r for r in rows if r[0] == "2 workers"), None)
     if one is not None and two is not None:
-        print(f"speed-up with 2 workers over 1: {one[2] / two[2]:.2f}x")
+        print(f"speed-up with 2 workers over 1: {one[2] / two[2]:.2f}x (wall clock)")
+        c1, c2 = busiest_cpu(one[1]), busiest_cpu(two[1])
+        if c1 and c2:
+            print(
+                "speed-up with 2 workers over 1 on idle cores (CPU time of the busiest "
+                f"worker): {c1 / c2:.2f}x"
+            )
     if not agree:
         print("MISMATCH: a parallel run disagrees with the one-process search")
         return 1

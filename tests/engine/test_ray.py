@@ -61,7 +61,7 @@ def test_on_ray(tmp_path: Path) -> None:
             Options(liveness=False, workers=2, backend="ray", builder=demo),
         )
         assert summary(on_ray) == summary(one)
-        assert any("2 workers (ray)" in n for n in on_ray.notes)
+        assert any("2 workers (ray;" in n for n in on_ray.notes)
         model = build_model(get_variant("v4.15"), get_scenario("migrate"))
         kvm = ModelBuilder.of(ModelRef("kvm", "v4.15", "migrate"))
         one = check(model, Options(liveness=False))

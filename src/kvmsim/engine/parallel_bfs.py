@@ -103,6 +103,7 @@ class _Coordinator:
         self.bound = ""
         self.interrupted = False
         self.notes: list[str] = []
+        self.cpu = [0.0] * self.n  # each worker's CPU seconds
         self.must_finish = [i for i, a in enumerate(self.system.actors) if a.must_finish]
         self.starved: list[Starved] = []
 
@@ -114,8 +115,9 @@ class _Coordinator:
         depth = 0
         while True:
             level = LevelReport()
-            for report in cluster.level(depth):
+            for w, report in enumerate(cluster.level(depth)):
                 level.merge(report)
+                self.cpu[w] = report.cpu
             self.max_depth = depth
             self.transitions += level.transitions
             self.states += level.new_states
@@ -244,8 +246,10 @@ class _Coordinator:
                             p.description,
                         )
                     )
+        cpu = ", ".join(f"{c:.1f}" for c in self.cpu)
         self.notes.append(
-            f"{self.n} workers ({self.opt.backend}), states told apart by 64-bit fingerprints"
+            f"{self.n} workers ({self.opt.backend}; CPU seconds {cpu}), states told apart by "
+            "64-bit fingerprints"
         )
         terminal = [self.system.world.describe(self.codec.decode(d)[0]) for d in self.terminal]
         return Result(

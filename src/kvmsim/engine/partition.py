@@ -15,6 +15,7 @@ parent links back across the partitions, then replayed in the main process.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ class LevelReport:
     found: dict[str, Found] = field(default_factory=dict)
     sometimes: set[str] = field(default_factory=set)
     terminal: list[bytes] = field(default_factory=list)
+    cpu: float = 0.0  # the worker's CPU seconds so far (the largest, once merged)
 
     def merge(self, other: LevelReport) -> None:
         self.new_states += other.new_states
@@ -67,6 +69,7 @@ class LevelReport:
             keep_least(self.found, f)
         self.sometimes |= other.sometimes
         self.terminal += other.terminal
+        self.cpu = max(self.cpu, other.cpu)
 
 
 def keep_least(found: dict[str, Found], f: Found) -> None:
@@ -253,7 +256,7 @@ class Partition:
         for cfp, (cdata, cost, mask, links, live) in merged.items():
             table[cfp] = (cost, mask, tuple((a, p, s) for a, (p, s) in sorted(links.items())))
             self.frontier.append((cfp, cdata, live))
-        return LevelReport(new_states=len(merged), frontier=len(merged))
+        return LevelReport(new_states=len(merged), frontier=len(merged), cpu=time.process_time())
 
     def _node(
         self,
