@@ -40,20 +40,15 @@ class Cluster(Protocol):
     def close(self) -> None: ...
 
 
-def _one_process_reason(model: Model, opt: Options) -> str:
-    """Why this search must run in one process, or ""."""
-    if opt.costs:
-        return "exact cost figures need the whole state graph in one process"
-    return ""
-
-
 def partitioned_check(model: Model, opt: Options) -> Result:
     from .explore import check
 
-    reason = _one_process_reason(model, opt)
-    if reason:
+    if opt.costs:
         result = check(model, replace(opt, workers=1, backend="local"))
-        result.notes.append(f"ran in one process, not {opt.workers} workers: {reason}")
+        result.notes.append(
+            f"ran in one process, not {opt.workers} workers: exact cost figures need the "
+            "whole state graph with its costs in one process"
+        )
         return result
     search = _Coordinator(model, opt)
     spec = SearchSpec(

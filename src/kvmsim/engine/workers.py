@@ -18,7 +18,6 @@ from typing import Any
 
 from .model import Model
 from .system import Outcome, State, System
-from .trace import Path
 
 Builder = Callable[[], Model]
 VALIDATE_STATES = 2000  # as the one-process search: the first states are checked in full
@@ -80,17 +79,3 @@ def check_hashable(system: System, state: State) -> int:
 def reproduce_hint(seed: int, max_steps: int) -> str:
     limit = "" if max_steps == 1000 else f" --max-depth {max_steps}"
     return f"--mode random --runs 1 --seed {seed}{limit}"
-
-
-__all__ = [
-    "Builder",
-    "Path",
-    "VALIDATE_STATES",
-    "check_hashable",
-    "context",
-    "deadlock_message",
-    "failure_name",
-    "ignore_sigint",
-    "invariant_message",
-    "reproduce_hint",
-]
