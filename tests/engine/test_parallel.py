@@ -4,6 +4,7 @@ and the swarm: same verdicts, violated properties, counterexample lengths and co
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import pytest
@@ -241,3 +242,28 @@ def test_swarm_reports_a_crash_in_a_step_as_one_process_does() -> None:
     assert swarm.violations[0].message == one.violations[0].message
     with pytest.raises(ModelError):
         check(bad_invariant(), Options(mode="swarm", workers=2, runs=5, builder=bad_invariant))
+
+
+def exits(c: Cell) -> Steps:
+    c.value += 1
+    yield "add"
+    os._exit(9)  # the worker process dies here, as if killed
+    yield "never"
+
+
+def dying() -> Model:
+    model = Model("dying")
+
+    @model.setup
+    def setup(s: Setup) -> Cell:
+        c = Cell()
+        s.actor("a", exits, c)
+        return c
+
+    return model
+
+
+@pytest.mark.parametrize("mode", ["bfs", "swarm"])
+def test_a_worker_that_dies_is_an_error_not_a_hang(mode: str) -> None:
+    with pytest.raises(RuntimeError, match="died"):
+        check(dying(), Options(mode=mode, workers=2, runs=4, liveness=False, builder=dying))

@@ -9,24 +9,14 @@ still sends its (empty) batches, so the others finish the level, then reports th
 
 from __future__ import annotations
 
-import pickle
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .model import Model
 from .partition import Candidate, Entry, LevelReport, Node, Partition, SearchSpec
-from .workers import Builder, context, ignore_sigint
+from .workers import Builder, context, ignore_sigint, portable
 
 POLL = 0.2  # seconds between checks that a silent worker is still alive
-
-
-def portable(exc: BaseException) -> BaseException:
-    """exc if it survives pickling (a ModelError does), else a RuntimeError that says it."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:  # noqa: BLE001 - any failure to pickle
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def _serve(
@@ -111,15 +101,17 @@ class LocalCluster:
             raise
 
     def _reply(self, w: int) -> tuple[str, Any]:
+        """Worker w's reply. A worker that died is an error at once: the others may be
+        waiting for its batch, and would wait for ever."""
         conn = self.conns[w]
         while not conn.poll(POLL):
-            if not self.procs[w].is_alive():
-                code = self.procs[w].exitcode
-                return "error", RuntimeError(f"worker {w} died (exit status {code})")
+            for v, proc in enumerate(self.procs):
+                if not proc.is_alive():
+                    raise RuntimeError(f"worker {v} died (exit status {proc.exitcode})")
         try:
             reply: tuple[str, Any] = conn.recv()
         except EOFError:
-            return "error", RuntimeError(f"worker {w} died")
+            raise RuntimeError(f"worker {w} died") from None
         return reply
 
     def _gather(self, workers: range | list[int]) -> list[Any]:

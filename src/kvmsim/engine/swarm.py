@@ -32,6 +32,7 @@ from .workers import (
     failure_name,
     ignore_sigint,
     invariant_message,
+    portable,
     reproduce_hint,
 )
 
@@ -158,41 +159,49 @@ class ChunkPool(Protocol):
     def close(self, now: bool) -> None: ...
 
 
-_SOURCE: Model | Builder | None = None
-_RUNNER: SwarmRunner | None = None
-
-
-def _init_worker(source: Model | Builder) -> None:
-    global _SOURCE
-    _SOURCE = source
+def _serve(source: Model | Builder, tasks: Any, done: Any) -> None:
+    """A worker process: run the chunks it is given until it gets None. The model is built
+    on the first chunk, so that an error in it is that chunk's result."""
     ignore_sigint()
-
-
-def _run_chunk(chunk: Chunk) -> ChunkResult:
-    """In a worker: build the model on first use (an error is the chunk's, not the pool's)."""
-    global _RUNNER
-    if _RUNNER is None:
-        assert _SOURCE is not None
-        model = _SOURCE if isinstance(_SOURCE, Model) else _SOURCE()
-        _RUNNER = SwarmRunner(model)
-    return _RUNNER.run_chunk(chunk)
+    runner: SwarmRunner | None = None
+    while True:
+        chunk = tasks.get()
+        if chunk is None:
+            return
+        try:
+            if runner is None:
+                runner = SwarmRunner(source if isinstance(source, Model) else source())
+            done.put(runner.run_chunk(chunk))
+        except BaseException as exc:  # noqa: BLE001 - the coordinator raises it
+            done.put(portable(exc))
 
 
 class LocalPool:
-    """Chunks in a multiprocessing pool of worker processes."""
+    """Chunks in N worker processes, through a task queue and a result queue. A worker that
+    dies (killed, out of memory) is an error, not a wait for a result that never comes."""
 
     def __init__(self, model: Model, builder: Builder | None, workers: int) -> None:
+        ctx = context(builder)
         source: Model | Builder = builder if builder is not None else model
-        self.pool = context(builder).Pool(workers, _init_worker, (source,))
-        self.done: queue.Queue[ChunkResult | BaseException] = queue.Queue()
+        self.tasks = ctx.Queue()
+        self.done = ctx.Queue()
+        self.procs = [
+            ctx.Process(
+                target=_serve,
+                args=(source, self.tasks, self.done),
+                name=f"kvmsim-swarm-{w}",
+                daemon=True,
+            )
+            for w in range(workers)
+        ]
+        for proc in self.procs:
+            proc.start()
         self.in_flight = 0
         self.closed = False
 
     def submit(self, chunk: Chunk) -> None:
         self.in_flight += 1
-        self.pool.apply_async(
-            _run_chunk, (chunk,), callback=self.done.put, error_callback=self.done.put
-        )
+        self.tasks.put(chunk)
 
     def results(self, timeout: float) -> list[ChunkResult | BaseException]:
         got: list[ChunkResult | BaseException] = []
@@ -203,17 +212,28 @@ class LocalPool:
         except queue.Empty:
             pass
         self.in_flight -= len(got)
+        if not got and self.in_flight:
+            dead = next((p for p in self.procs if not p.is_alive()), None)
+            if dead is not None:
+                got.append(RuntimeError(f"a swarm worker died (exit status {dead.exitcode})"))
         return got
 
     def close(self, now: bool) -> None:
         if self.closed:
             return
         self.closed = True
-        if now:
-            self.pool.terminate()
-        else:
-            self.pool.close()
-        self.pool.join()
+        if not now:
+            for _ in self.procs:
+                self.tasks.put(None)
+        for proc in self.procs:
+            if not now:
+                proc.join(timeout=5.0)
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+        for q in (self.tasks, self.done):
+            q.cancel_join_thread()
+            q.close()
 
 
 # -- the coordinator -------------------------------------------------------------------------

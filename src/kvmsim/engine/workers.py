@@ -10,6 +10,7 @@ no builder, local workers are forked and inherit the model; Ray workers need one
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import signal
 import sys
 import threading
@@ -79,3 +80,12 @@ def check_hashable(system: System, state: State) -> int:
 def reproduce_hint(seed: int, max_steps: int) -> str:
     limit = "" if max_steps == 1000 else f" --max-depth {max_steps}"
     return f"--mode random --runs 1 --seed {seed}{limit}"
+
+
+def portable(exc: BaseException) -> BaseException:
+    """exc if it survives pickling (a ModelError does), else a RuntimeError that says it."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - any failure to pickle
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
