@@ -13,9 +13,9 @@ check files you would run yourself.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.machinery
 import importlib.util
-import itertools
 import os
 import re
 import sys
@@ -73,6 +73,16 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def _integer(text: str) -> int:
     try:
         return int(text)
@@ -90,10 +100,11 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("search")
     g.add_argument(
         "--mode",
-        choices=("bfs", "dfs", "random"),
+        choices=("bfs", "dfs", "random", "swarm"),
         default="bfs",
         help="bfs (default): exhaustive, shortest counterexamples, checks must-finish "
-        "actors; dfs: exhaustive, depth-first; random: random runs (--runs, --seed)",
+        "actors; dfs: exhaustive, depth-first; random: random runs (--runs, --seed); "
+        "swarm: independent random runs in --workers processes (--runs, --seed, --time)",
     )
     g.add_argument(
         "--max-depth",
@@ -103,9 +114,15 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--max-states", type=_count(1), metavar="N", help="stop after N distinct states")
     g.add_argument(
-        "--runs", type=_count(1), metavar="K", help="random mode: number of runs (default 100)"
+        "--runs",
+        type=_count(1),
+        metavar="K",
+        help="random and swarm modes: number of runs (default 100; swarm: 1000, or no limit "
+        "with --time)",
     )
-    g.add_argument("--seed", type=_integer, metavar="S", help="random mode: seed (default 0)")
+    g.add_argument(
+        "--seed", type=_integer, metavar="S", help="random and swarm modes: seed (default 0)"
+    )
     g.add_argument(
         "--stop-at-first",
         action="store_true",
@@ -132,6 +149,38 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
     from .cli_longrun import add_long_run_options
 
     add_long_run_options(p)
+    par = p.add_argument_group("parallel and distributed search (docs/distributed.md)")
+    par.add_argument(
+        "--workers",
+        type=_count(1),
+        default=1,
+        metavar="N",
+        help="bfs: a hash-partitioned search in N processes, with the same results as one; "
+        "swarm: N workers (default 1)",
+    )
+    par.add_argument(
+        "--swarm",
+        type=_count(1),
+        metavar="N",
+        help="bug hunting: the same as --mode swarm --workers N",
+    )
+    par.add_argument(
+        "--time",
+        type=_seconds,
+        metavar="SECONDS",
+        help="swarm: stop starting runs after SECONDS",
+    )
+    par.add_argument(
+        "--ray",
+        action="store_true",
+        help="run the workers on Ray (pip install 'kvmsim[ray]'); a local Ray instance "
+        "unless --ray-address is given",
+    )
+    par.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="run the workers on the Ray cluster at ADDR (e.g. 10.0.0.1:6379 or auto)",
+    )
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the result as JSON")
     out.add_argument(
@@ -569,7 +618,13 @@ def split_target(target: str) -> tuple[str, str | None]:
     return target, None
 
 
-_module_ids = itertools.count()
+def module_name(resolved: Path) -> str:
+    """The name a model file is imported under: the same for the same file in every
+    process, so that a state's functions (``module:qualname`` in the state codec) mean the
+    same to the workers of a parallel search as to the process that started them."""
+    digest = hashlib.blake2b(str(resolved).encode(), digest_size=4).digest()
+    stem = re.sub(r"\W", "_", resolved.stem)
+    return f"kvmsim_model_{int.from_bytes(digest, 'little')}_{stem}"
 
 
 def load_file(path: str, what: str = "model file") -> ModuleType:
@@ -581,8 +636,7 @@ def load_file(path: str, what: str = "model file") -> ModuleType:
     if not file.is_file():
         raise UsageError(f"not a file: {path}")
     resolved = file.resolve()
-    stem = re.sub(r"\W", "_", file.stem)
-    name = f"kvmsim_model_{next(_module_ids)}_{stem}"
+    name = module_name(resolved)
     loader = importlib.machinery.SourceFileLoader(name, str(resolved))
     spec = importlib.util.spec_from_loader(name, loader)
     assert spec is not None
@@ -653,23 +707,73 @@ def _on_sys_path(folder: Path) -> Iterator[None]:
 # -- running one model --------------------------------------------------------------------
 
 
-def options_from(args: argparse.Namespace, progress: LiveProgress | None = None) -> Options:
+def options_from(
+    args: argparse.Namespace,
+    progress: LiveProgress | None = None,
+    ref: ModelRef | None = None,
+) -> Options:
+    """The search options the command line asks for; ref: how workers rebuild the model."""
     from .cli_longrun import long_run_options
 
-    if args.mode != "random" and (args.runs is not None or args.seed is not None):
-        raise UsageError("--runs and --seed apply only to --mode random")
+    mode, workers = args.mode, args.workers
+    if args.swarm is not None:
+        if mode not in ("bfs", "swarm") or workers != 1:
+            raise UsageError("--swarm N is --mode swarm --workers N: give one or the other")
+        mode, workers = "swarm", args.swarm
+        args.mode = mode  # the progress display names the mode
+    if mode not in ("random", "swarm") and (args.runs is not None or args.seed is not None):
+        raise UsageError("--runs and --seed apply only to --mode random and swarm")
+    if mode != "swarm" and args.time is not None:
+        raise UsageError("--time applies only to --mode swarm")
+    if workers > 1 and mode not in ("bfs", "swarm"):
+        raise UsageError(f"--workers applies to --mode bfs and swarm, not {mode}")
+    ray = args.ray or args.ray_address is not None
+    if ray and mode not in ("bfs", "swarm"):
+        raise UsageError(f"--ray applies to --mode bfs and swarm, not {mode}")
+    if ray and importlib.util.find_spec("ray") is None:
+        raise UsageError("--ray needs Ray, which is not installed: pip install 'kvmsim[ray]'")
+    if mode == "swarm" and args.max_states is not None:
+        raise UsageError("--max-states does not apply to --mode swarm (use --runs or --time)")
+    runs = args.runs
+    if runs is None:
+        runs = 100 if mode == "random" else 1000 if args.time is None else sys.maxsize
+    longrun = long_run_options(args)
+    single = [
+        flag
+        for flag, on in (
+            ("--symmetry", args.symmetry),
+            ("--por", args.por),
+            ("--store fingerprint", longrun["store"] != "full"),
+            ("--max-memory", longrun["max_memory"] is not None),
+            ("--checkpoint", "checkpoint_dir" in longrun),
+        )
+        if on
+    ]
+    if single and (workers > 1 or mode == "swarm" or ray):
+        raise UsageError(f"{single[0]} applies to a search in one process, not with --workers, "
+                         "--swarm or --ray")
+    builder = None
+    if ref is not None and (workers > 1 or mode == "swarm" or ray):
+        from .builders import ModelBuilder
+
+        builder = ModelBuilder.of(ref)
     return Options(
-        mode=args.mode,
+        mode=mode,
         max_depth=args.max_depth,
         max_states=args.max_states,
-        runs=args.runs if args.runs is not None else 100,
+        runs=runs,
         seed=args.seed if args.seed is not None else 0,
         stop_at_first=args.stop_at_first,
-        progress=progress,
         liveness=not args.no_liveness,
+        progress=progress,
         symmetry=args.symmetry,
         por=args.por,
-        **long_run_options(args),
+        **longrun,
+        workers=workers,
+        builder=builder,
+        backend="ray" if ray else "local",
+        ray_address=args.ray_address,
+        time_budget=args.time,
     )
 
 
@@ -684,7 +788,7 @@ def run_and_report(model: Model, args: argparse.Namespace, ref: ModelRef | None 
     check_trace_options(args)
     refuse_used_directory(args)
     with LiveProgress(model.name, args.mode, enabled=wanted(args.quiet)) as progress:
-        options = options_from(args, progress)
+        options = options_from(args, progress, ref)
         attach_identity(options, ref, model)
         result = guarded_check(model, options)
     report_checkpoint(options, result)

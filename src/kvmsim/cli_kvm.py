@@ -297,9 +297,9 @@ def check_builtin(args: argparse.Namespace) -> int:
     results: list[tuple[Scenario, Model, Options, Result]] = []
     subjects: list[Subject] = []
     for scenario, model in models:
+        ref = ModelRef("kvm", args.variant or DEFAULT_VARIANT, scenario.name, extra=extra)
         with LiveProgress(model.name, args.mode, enabled=wanted(args.quiet)) as progress:
-            options = options_from(args, progress)
-            ref = ModelRef("kvm", args.variant or DEFAULT_VARIANT, scenario.name, extra=extra)
+            options = options_from(args, progress, ref)
             attach_identity(options, ref, model)
             result = explain(guarded_check(model, options))
         report_checkpoint(options, result)

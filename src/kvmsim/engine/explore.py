@@ -79,6 +79,14 @@ class Options:
     # reduction); both off for liveness and costs (see engine/reduction.py)
     symmetry: bool = False
     por: bool = False
+    # parallel and distributed search (engine.parallel, engine.swarm): worker processes or
+    # Ray actors; each builds the model with builder (picklable; None: forked workers
+    # inherit it). mode "swarm": opt.runs random runs in all, within time_budget seconds.
+    workers: int = 1
+    builder: Callable[[], Model] | None = None
+    backend: str = "local"  # local | ray
+    ray_address: str | None = None  # a Ray cluster to join (None: start a local one)
+    time_budget: float | None = None
 
 
 @dataclass
@@ -430,6 +438,28 @@ class _Search:
 def check(model: Model, options: Options | None = None) -> Result:
     """Explore model under options and return the verdict, statistics and counterexamples."""
     opt = options or Options()
+    if opt.mode == "swarm" or opt.workers > 1 or opt.backend != "local":
+        from .parallel import parallel_check
+
+        one_process = [
+            name
+            for name, on in (
+                ("symmetry", opt.symmetry),
+                ("por", opt.por),
+                ("store", opt.store != "full"),
+                ("max_memory", opt.max_memory is not None),
+                ("checkpoint_dir", opt.checkpoint_dir is not None),
+                ("resume_from", opt.resume_from is not None),
+            )
+            if on
+        ]
+        if one_process:
+            raise ValueError(
+                f"Options.{one_process[0]} applies to a search in one process, not to the "
+                "partitioned or swarm search"
+            )
+
+        return parallel_check(model, opt)
     search = _Search(model, opt)
     runner = {"bfs": _bfs, "dfs": _dfs, "random": _random}.get(opt.mode)
     if runner is None:

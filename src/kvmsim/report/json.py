@@ -21,10 +21,13 @@ def options_dict(options: Options) -> dict[str, Any]:
         "mode": options.mode,
         "max_depth": options.max_depth,
         "max_states": options.max_states,
-        "runs": options.runs if options.mode == "random" else None,
-        "seed": options.seed if options.mode == "random" else None,
+        "runs": options.runs if options.mode in ("random", "swarm") else None,
+        "seed": options.seed if options.mode in ("random", "swarm") else None,
         "stop_at_first": options.stop_at_first,
         "liveness": options.liveness,
+        "workers": options.workers,
+        "backend": options.backend,
+        **({"time_budget": options.time_budget} if options.time_budget is not None else {}),
     }
 
 

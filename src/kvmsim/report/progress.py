@@ -20,7 +20,7 @@ from rich.text import Text
 
 from ..engine import Progress
 
-FRONTIER = {"bfs": "queue", "dfs": "stack", "random": "runs left"}
+FRONTIER = {"bfs": "queue", "dfs": "stack", "random": "runs left", "swarm": "runs left"}
 
 
 def wanted(quiet: bool) -> bool:
