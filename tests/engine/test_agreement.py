@@ -27,6 +27,10 @@ class Search:
 
 SEARCHES: list[Search] = [
     Search("dfs", Options(mode="dfs"), exact_states=True, shortest=False),
+    Search("fingerprint store", Options(store="fingerprint"), exact_states=True, shortest=True),
+    Search("partial-order reduction", Options(por=True), exact_states=False, shortest=False),
+    Search("dfs with partial-order reduction", Options(mode="dfs", por=True), False, False),
+    Search("2 workers", Options(workers=2), exact_states=True, shortest=True),
 ]
 
 REFERENCE = Options(mode="bfs")
