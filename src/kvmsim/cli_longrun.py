@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import __version__
-from .cli import UsageError, _stdout_console, guarded_check
+from .cli import UsageError, _seconds, _stdout_console, guarded_check
 from .engine import Model, Options, Result
 from .engine.checkpoint import FILENAME, CheckpointError, python_version, read, read_header
 from .engine.memory import parse_size
@@ -46,16 +46,6 @@ def _size(text: str) -> int:
         return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return value
 
 
 def add_long_run_options(p: argparse.ArgumentParser) -> None:
