@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from rich import box
 from rich.console import Console
@@ -656,9 +656,7 @@ def load_file(path: str, what: str = "model file") -> ModuleType:
         if os.environ.get(TRACEBACK_ENV):
             raise
         where = _location(exc.__traceback__, resolved, path)
-        raise UsageError(
-            f"{where}: cannot load the {what}: {type(exc).__name__}: {exc}"
-        ) from None
+        raise UsageError(f"{where}: cannot load the {what}: {type(exc).__name__}: {exc}") from None
     return module
 
 
@@ -931,7 +929,9 @@ def demo_study(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write the study to {args.out}: {exc.strerror or exc}") from None
     if args.junit:
-        _write_demo_junit(args.junit, study)
+        from .cli_replay import write_demo_junit
+
+        write_demo_junit(args.junit, study)
     if args.json:
         print(dumps(study.as_dict()))
     else:
@@ -951,32 +951,6 @@ def demo_study(args: argparse.Namespace) -> int:
         print("kvmsim: interrupted: incomplete", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_HOLDS if study.all_matched else EXIT_VIOLATED
-
-
-def _write_demo_junit(path: str, study: Any) -> None:
-    """demo --all as JUnit: a demo passes when it matched its expected verdict."""
-    from dataclasses import replace
-
-    from .cli_replay import Subject, junit_case
-    from .replay import ModelRef
-    from .report.junit import FAILURE, PASSED, write_junit
-
-    cases = []
-    for row in study.rows:
-        case = junit_case(Subject(ModelRef("demo", row.model.name), row.model), row.result)
-        report = case.text or case.output
-        if row.matched:
-            case = replace(case, outcome=PASSED, message="", kind="", text="", output=report)
-        else:
-            message = f"expected {row.model.expect}: {row.why}" if row.why else case.message
-            case = replace(
-                case, outcome=FAILURE, message=message, kind="expectation", text=report, output=""
-            )
-        cases.append(case)
-    try:
-        write_junit(path, "kvmsim demo --all", cases)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # -- helpers ------------------------------------------------------------------------------

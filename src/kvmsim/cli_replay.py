@@ -14,7 +14,7 @@ import io
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from .fingerprint import fingerprint
 from .replay import PREFIX, ModelRef, Token, TokenError, make_token, rebuild
 from .report.html import Section, write_html_sections
 from .report.json import dumps
-from .report.junit import ERROR, FAILURE, Case, outcome_of, write_junit
+from .report.junit import ERROR, FAILURE, PASSED, Case, outcome_of, write_junit
 from .report.text import plain_console, print_counterexample, print_result, print_title
 from .report.trace_json import (
     TraceFile,
@@ -37,6 +37,7 @@ from .report.trace_json import (
     write_json_atomic,
 )
 from .report.values import CompactStyle, ValueStyle
+from .study import Study as DemoStudy
 
 
 @dataclass
@@ -254,6 +255,26 @@ def check_trace_options(args: argparse.Namespace) -> None:
             raise UsageError(f"--{opt.replace('_', '-')} {path}: no such folder {folder}")
         if Path(path).is_dir():
             raise UsageError(f"--{opt.replace('_', '-')} {path}: is a folder")
+
+
+def write_demo_junit(path: str, study: DemoStudy) -> None:
+    """demo --all as JUnit: a demo passes when it matched its expected verdict."""
+    cases = []
+    for row in study.rows:
+        case = junit_case(Subject(ModelRef("demo", row.model.name), row.model), row.result)
+        report = case.text or case.output
+        if row.matched:
+            case = replace(case, outcome=PASSED, message="", kind="", text="", output=report)
+        else:
+            message = f"expected {row.model.expect}: {row.why}" if row.why else case.message
+            case = replace(
+                case, outcome=FAILURE, message=message, kind="expectation", text=report, output=""
+            )
+        cases.append(case)
+    try:
+        write_junit(path, "kvmsim demo --all", cases)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # -- rebuilding a model from its reference --------------------------------------------------
