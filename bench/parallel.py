@@ -21,46 +21,21 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-from kvmsim.engine import Model, Options, Result, Setup, Struct, check
+from kvmsim.engine import Model, Options, Result, check
 from kvmsim.engine.parallel_bfs import partitioned_check
-
-
-class Shared(Struct):
-    value: int = 0
-
-
-def adder(w: Shared, times: int) -> Iterator[str]:
-    for _ in range(times):
-        seen = w.value
-        yield "read"
-        w.value = seen + 1
-        yield "write"
-
-
-def counters(n: int, times: int) -> Model:
-    model = Model(f"counters-{n}x{times}")
-
-    @model.setup
-    def setup(s: Setup) -> Shared:
-        w = Shared()
-        for i in range(n):
-            s.actor(f"T{i}", adder, w, times)
-        return w
-
-    return model
 
 
 def model_named(spec: str) -> Model:
     kind, _, arg = spec.partition(":")
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from tests.engine.bench import counters, filter_lock  # the engine benchmark's models
+
     if kind == "counters":
         n, k = arg.split("x")
         return counters(int(n), int(k))
     if kind == "filter":
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-        from tests.engine.bench import filter_lock
-
         return filter_lock(int(arg))
     if kind == "kvm":
         from kvmsim.machine import build_model
