@@ -35,6 +35,7 @@ from .world import ModelError, Struct
 
 MARSHAL_VERSION = 2  # format 2: no references, so the bytes depend on values alone
 CACHE_SIZE = 1 << 14  # parts cached per generation (two generations are kept)
+_MASK64 = (1 << 64) - 1
 _MODEL_FILE = re.compile(r"^kvmsim_model_\d+_")
 _SCALARS = frozenset({int, str, bool, float, bytes, complex, type(None)})
 
@@ -93,6 +94,7 @@ class StateCodec:
         self._parts = _Cache()
         self._values = _Cache()
         self._decoded: dict[bytes, Any] = {}
+        self._part_fps = [_Cache() for _ in range(self.nobjects + len(system.actors))]
         self._register(*_reachable(system))
 
     # -- encoding ---------------------------------------------------------------------------
@@ -103,37 +105,66 @@ class StateCodec:
     def encode_parts(self, state: State) -> list[bytes]:
         """The encodings of state's parts: one per world object, then one per actor
         (b"" for a finished one). Equal parts give equal bytes, so a store can share them."""
-        cache = self._parts
-        new = cache.new
+        new = self._parts.new
         parts: list[bytes] = []
         for objs in state[0]:
             data = new.get(objs)
-            if data is not None:
-                parts.append(data)
-                continue
-            data = cache.get(objs)
-            if data is None:
-                data = marshal.dumps(tuple([self._field(x) for x in objs]), MARSHAL_VERSION)
-                cache.put(objs, data)
-            parts.append(data)
+            parts.append(self._part_bytes(objs, False) if data is None else data)
         for frames in state[1]:
             if frames is None:
                 parts.append(b"")
                 continue
             data = new.get(frames)
-            if data is not None:
-                parts.append(data)
-                continue
-            data = cache.get(frames)
-            if data is None:
-                data = marshal.dumps(self._plain_frames(frames), MARSHAL_VERSION)
-                cache.put(frames, data)
-            parts.append(data)
+            parts.append(self._part_bytes(frames, True) if data is None else data)
         return parts
+
+    def _part_bytes(self, part: Any, frames: bool) -> bytes:
+        """The encoding of one part (a world object's tuple, or an actor's frames)."""
+        if part is None:
+            return b""
+        cache = self._parts
+        data: bytes | None = cache.get(part)
+        if data is None:
+            if frames:
+                data = marshal.dumps(self._plain_frames(part), MARSHAL_VERSION)
+            else:
+                data = marshal.dumps(tuple([self._field(x) for x in part]), MARSHAL_VERSION)
+            cache.put(part, data)
+        return data
 
     def fingerprint(self, state: State) -> int:
         """A 64-bit hash of state's encoding, stable across processes and runs."""
         return fingerprint_bytes(self.encode(state))
+
+    def part_fingerprint(self, state: State) -> int:
+        """Another stable 64-bit fingerprint of state, much cheaper than ``fingerprint``:
+        the sum modulo 2**64 of a BLAKE2b hash of each part's encoding salted with the
+        part's position, each cached by value. Two different states differ in some part,
+        so (taking BLAKE2b for a random function) they collide with probability 2**-64, as
+        two whole encodings do; but a new state costs one cache lookup per part, and only
+        its changed parts are encoded and hashed."""
+        caches = self._part_fps
+        total = 0
+        i = 0
+        for objs in state[0]:
+            h = caches[i].new.get(objs)
+            total += self._part_fp(i, objs, False) if h is None else h
+            i += 1
+        for frames in state[1]:
+            h = caches[i].new.get(frames)
+            total += self._part_fp(i, frames, True) if h is None else h
+            i += 1
+        return total & _MASK64
+
+    def _part_fp(self, i: int, part: Any, frames: bool) -> int:
+        cache = self._part_fps[i]
+        h: int | None = cache.get(part)
+        if h is None:
+            data = self._part_bytes(part, frames)
+            salt = i.to_bytes(16, "little")  # the part's position
+            h = int.from_bytes(hashlib.blake2b(data, digest_size=8, salt=salt).digest(), "little")
+            cache.put(part, h)
+        return h
 
     fingerprint_bytes = staticmethod(fingerprint_bytes)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from .codec import StateCodec
 from .model import Model
 from .parallel_liveness import Starved, starved
-from .partition import Entry, Found, LevelReport, Node, SearchSpec, lowest
+from .partition import Entry, Found, LevelReport, Node, Parts, SearchSpec, lowest
 from .system import System
 from .trace import Path, replay
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 class Cluster(Protocol):
     """The workers of a partitioned search: local processes or Ray actors."""
 
-    def seed(self, w: int, fp: int, data: bytes) -> LevelReport: ...
+    def seed(self, w: int, fp: int, parts: Parts) -> LevelReport: ...
 
     def level(self, depth: int) -> list[LevelReport]: ...
 
@@ -104,9 +104,10 @@ class _Coordinator:
 
     def run(self, cluster: Cluster) -> None:
         opt = self.opt
-        data = self.codec.encode(self.system.initial)
-        self.root = self.codec.fingerprint_bytes(data)
-        self.states = cluster.seed(self.root % self.n, self.root, data).new_states
+        initial = self.system.initial
+        self.root = self.codec.part_fingerprint(initial)
+        parts = tuple(self.codec.encode_parts(initial))
+        self.states = cluster.seed(self.root % self.n, self.root, parts).new_states
         depth = 0
         while True:
             level = LevelReport()

@@ -1,25 +1,28 @@
 """Hash-partitioned, level-synchronous breadth-first search over N workers.
 
-Worker w owns the states whose fingerprint is w modulo N. Each level, every worker expands
-the states of its frontier, sends each successor (encoded by the state codec) to its owner,
-and absorbs what it is sent: a state not yet in its table joins the next frontier. A barrier
+Worker w owns the states whose fingerprint (``StateCodec.part_fingerprint``, stable across
+processes and machines) is w modulo N. Each level, every worker expands the states of its
+frontier, sends each new successor it does not own (encoded by the state codec, part by
+part) to its owner, and absorbs what it is sent: a state not yet in its table joins the next
+frontier. A barrier
 per level keeps the search breadth-first, so every counterexample is a shortest one.
 
 Every choice is made by a least key, never by arrival order, so the result does not depend
 on N: a state keeps, per actor, the least (parent fingerprint, choices) among the shortest
 ways to reach it with the fewest context switches (the dynamic program of
 ``explore._simplest``, carried along the levels), and a property's counterexample is the
-least by (length, context switches, encoding, step). The path is rebuilt by walking those
+least by (length, context switches, fingerprint, step). The path is rebuilt by walking those
 parent links back across the partitions, then replayed in the main process.
 """
 
 from __future__ import annotations
 
+import marshal
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import StateCodec
+from .codec import MARSHAL_VERSION, StateCodec
 from .model import Model
 from .system import State, System
 from .workers import VALIDATE_STATES, deadlock_message, failure_name, invariant_message
@@ -28,14 +31,17 @@ from .world import ModelError
 # (fewest context switches, actors that can take the last step of such a path, per such
 # actor the least (actor, parent fingerprint, choices)) of a state in its owner's table.
 Entry = tuple[int, int, tuple[tuple[int, int, tuple[int, ...]], ...]]
+# A state's encoding, part by part (``StateCodec.encode_parts``): a batch pickles each
+# distinct part once, and the receiver decodes without unmarshalling the whole.
+Parts = tuple[bytes, ...]
 # A successor on its way to its owner: (fp, encoding, switches, last-actor mask, parents
 # {actor: (parent fingerprint, choices)}).
-Candidate = tuple[int, bytes, int, int, dict[int, tuple[int, tuple[int, ...]]]]
+Candidate = tuple[int, Parts, int, int, dict[int, tuple[int, tuple[int, ...]]]]
 # Where a property is violated: (fingerprint of the state, actor, choices); actor -1 for a
 # violating state, else the violating step from that state.
 Endpoint = tuple[int, int, tuple[int, ...]]
-# The order among violations of a property: (length, switches, encoding, actor, choices).
-Key = tuple[int, int, bytes, int, tuple[int, ...]]
+# The order among violations of a property: (length, switches, fingerprint, actor, choices).
+Key = tuple[int, int, int, int, tuple[int, ...]]
 
 
 @dataclass
@@ -106,33 +112,32 @@ class Partition:
         self.system = System(model)
         self.codec = StateCodec(self.system)
         self.table: dict[int, Entry] = {}
-        # (fp, encoding, the state itself when this worker made it: no need to decode it)
-        self.frontier: list[tuple[int, bytes, State | None]] = []
+        # (fp, encoding when sent, the state itself when this worker made it)
+        self.frontier: list[tuple[int, Parts | None, State | None]] = []
         self.own: dict[int, list[Any]] = {}  # this level's successors this worker owns
         self.pending = {p.name for p in model.sometimes_props}
         self.best: dict[str, Found] = {}
-        self.sent: dict[State, int] = {}  # the last level's successors (see expand)
+        self.sent: set[int] = set()  # the last level's successors sent to others
         self.graph: dict[int, Node] = {}  # with spec.must_finish: every expanded state
         self.checked = 0
 
     def owner(self, fp: int) -> int:
         return fp % self.n
 
-    def encode(self, state: State) -> bytes:
+    def encode_parts(self, state: State) -> Parts:
         try:
-            return self.codec.encode(state)
+            return tuple(self.codec.encode_parts(state))
         except (ModelError, TypeError):
             self.system.validate_state(state)  # the one-process search's words for it
             raise
 
-    def initial(self) -> tuple[int, bytes]:
-        data = self.encode(self.system.initial)
-        return self.codec.fingerprint_bytes(data), data
+    def encode(self, state: State) -> bytes:
+        return marshal.dumps(self.encode_parts(state), MARSHAL_VERSION)
 
-    def seed(self, fp: int, data: bytes) -> LevelReport:
+    def seed(self, fp: int, parts: Parts) -> LevelReport:
         """Take the initial state (this worker owns it): it may move from any actor."""
         self.table[fp] = (0, -1, ())
-        self.frontier = [(fp, data, None)]
+        self.frontier = [(fp, parts, None)]
         return LevelReport(new_states=1, frontier=1)
 
     def entry(self, fp: int) -> Entry:
@@ -141,33 +146,35 @@ class Partition:
     # -- one level -------------------------------------------------------------------------
     def expand(self, depth: int) -> tuple[list[list[Candidate]], LevelReport]:
         """Expand the frontier (at depth): the candidates for each other owner (its own
-        are kept for absorb; their slot is empty), and a report."""
+        are kept for absorb; their slot is empty), and a report.
+
+        Each successor is named by ``part_fingerprint`` (one cache lookup per part): it says
+        the owner and whether the state is known. Only a new state for another worker is
+        encoded, once, when the level's batches are made; a state this worker owns stays
+        live and is never encoded."""
         report = LevelReport()
         maps: list[dict[int, list[Any]]] = [{} for _ in range(self.n)]
-        system, codec, table = self.system, self.codec, self.table
-        fingerprint = codec.fingerprint_bytes
+        system, table = self.system, self.table
+        fingerprint, decode = self.codec.part_fingerprint, self.codec.decode_parts
         simplest, n, me = self.spec.simplest, self.n, self.index
+        mine = maps[me]
         limit = self.spec.max_depth
-        # States known to their owners (this level's, and the last level's successors, sent
-        # then) and this level's successors so far: a state met again is neither encoded
-        # again nor sent twice. Cheaper than the codec: Python's own hash of the tuples.
-        known = self.sent
-        fresh: dict[State, int] = {}
-        for fp, data, live in self.frontier:
-            state = codec.decode(data) if live is None else live
-            known[state] = fp
+        # Successors sent in the last level are known to their owners: not sent again.
+        sent = self.sent
+        for fp, parts, live in self.frontier:
+            state = decode(parts) if live is None else live
             edges: list[tuple[int, int, tuple[int, ...]]] | None = (
                 [] if self.spec.must_finish else None
             )
             fewest, last, _ = table[fp]
-            self._check_state(fp, data, state, depth, fewest, report)
+            self._check_state(fp, state, depth, fewest, report)
             if limit is not None and depth >= limit:
                 if any(o.kind != "blocked" for _, _, o in system.successors(state)):
                     report.bounded = True
                 else:
-                    self._stuck(fp, data, state, depth, fewest, report)
+                    self._stuck(fp, state, depth, fewest, report)
                     if edges is not None:
-                        self._node(fp, data, state, 0, edges)
+                        self._node(fp, state, 0, edges)
                 continue
             mask = 0
             for actor, script, out in system.successors(state):
@@ -179,40 +186,32 @@ class Partition:
                 if out.kind != "ok":
                     prop, kind = failure_name(out)
                     self._found(
-                        prop, kind, out.message, (depth + 1, cost, data, actor, script), report
+                        prop, kind, out.message, (depth + 1, cost, fp, actor, script), report
                     )
                     continue
                 for prop, message in out.failures:
-                    key = (depth + 1, cost, data, actor, script)
+                    key = (depth + 1, cost, fp, actor, script)
                     self._found(prop, "property", message, key, report)
                 child = out.state
                 assert child is not None
                 try:
-                    cfp = known.get(child)
-                    if cfp is not None:
-                        if edges is not None:
-                            edges.append((cfp, actor, script))
-                        continue
-                    cfp = fresh.get(child)
-                except TypeError:
-                    system.validate_state(child)  # says which value cannot be hashed
+                    cfp = fingerprint(child)
+                except (ModelError, TypeError):
+                    system.validate_state(child)  # the one-process search's words for it
                     raise
-                if cfp is None:
-                    cdata = self.encode(child)
-                    cfp = fresh[child] = fingerprint(cdata)
-                    if edges is not None:
-                        edges.append((cfp, actor, script))
-                    if cfp % n == me and cfp in table:
-                        continue
-                    maps[cfp % n][cfp] = [cdata, cost, 1 << actor, {actor: (fp, script)}, child]
-                    continue
                 if edges is not None:
                     edges.append((cfp, actor, script))
-                cand = maps[cfp % n].get(cfp)
+                owner = cfp % n
+                bucket = mine if owner == me else maps[owner]
+                cand = bucket.get(cfp)
                 link = (fp, script)
-                if cand is None:  # known to its owner already
-                    continue
-                if cost < cand[1]:
+                if cand is None:
+                    if owner == me:
+                        if cfp not in table:
+                            mine[cfp] = [None, cost, 1 << actor, {actor: link}, child]
+                    elif cfp not in sent:
+                        bucket[cfp] = [child, cost, 1 << actor, {actor: link}, None]
+                elif cost < cand[1]:
                     cand[1], cand[2], cand[3] = cost, 1 << actor, {actor: link}
                 elif cost == cand[1]:
                     cand[2] |= 1 << actor
@@ -220,30 +219,32 @@ class Partition:
                     if old is None or link < old:
                         cand[3][actor] = link
             if not mask:
-                self._stuck(fp, data, state, depth, fewest, report)
+                self._stuck(fp, state, depth, fewest, report)
             if edges is not None:
-                self._node(fp, data, state, mask, edges)
+                self._node(fp, state, mask, edges)
         self.frontier = []
-        self.sent = fresh
-        self.own = maps[me]
+        self.own = mine
         maps[me] = {}
-        outgoing: list[list[Candidate]] = [
-            [(cfp, c[0], c[1], c[2], c[3]) for cfp, c in bucket.items()] for bucket in maps
-        ]
+        self.sent = set()
+        encode = self.encode_parts
+        outgoing: list[list[Candidate]] = []
+        for bucket in maps:
+            self.sent.update(bucket)
+            outgoing.append([(cfp, encode(c[0]), c[1], c[2], c[3]) for cfp, c in bucket.items()])
         return outgoing, report
 
     def absorb(self, batches: list[list[Candidate]]) -> LevelReport:
         """Take this worker's own successors and those the others sent it: the states not in
-        its table form the next frontier."""
+        its table form the next frontier (those sent are decoded when expanded)."""
         table = self.table
         merged, self.own = self.own, {}
         for batch in batches:
-            for cfp, cdata, cost, mask, links in batch:
+            for cfp, parts, cost, mask, links in batch:
                 if cfp in table:
                     continue
                 cand = merged.get(cfp)
                 if cand is None:
-                    merged[cfp] = [cdata, cost, mask, links, None]
+                    merged[cfp] = [parts, cost, mask, links, None]
                 elif cost < cand[1]:
                     cand[1], cand[2], cand[3] = cost, mask, links
                 elif cost == cand[1]:
@@ -253,15 +254,19 @@ class Partition:
                         old = mine.get(a)
                         if old is None or link < old:
                             mine[a] = link
-        for cfp, (cdata, cost, mask, links, live) in merged.items():
-            table[cfp] = (cost, mask, tuple((a, p, s) for a, (p, s) in sorted(links.items())))
-            self.frontier.append((cfp, cdata, live))
+        frontier = self.frontier
+        for cfp, (parts, cost, mask, links, live) in merged.items():
+            if len(links) == 1:
+                ((a, (p, s)),) = links.items()
+                table[cfp] = (cost, mask, ((a, p, s),))
+            else:
+                table[cfp] = (cost, mask, tuple((a, p, s) for a, (p, s) in sorted(links.items())))
+            frontier.append((cfp, parts, live))
         return LevelReport(new_states=len(merged), frontier=len(merged), cpu=time.process_time())
 
     def _node(
         self,
         fp: int,
-        data: bytes,
         state: State,
         mask: int,
         edges: list[tuple[int, int, tuple[int, ...]]],
@@ -270,7 +275,7 @@ class Partition:
         for a in self.spec.must_finish:
             if state[1][a] is not None:
                 waiting |= 1 << a
-        self.graph[fp] = (mask, edges, waiting, data if waiting and not mask else b"")
+        self.graph[fp] = (mask, edges, waiting, self.encode(state) if waiting and not mask else b"")
 
     def take_graph(self) -> dict[int, Node]:
         """The graph kept for the liveness check (handed over once, then dropped here)."""
@@ -279,38 +284,35 @@ class Partition:
 
     # -- what a state or step breaks ---------------------------------------------------------
     def _check_state(
-        self, fp: int, data: bytes, state: State, depth: int, fewest: int, report: LevelReport
+        self, fp: int, state: State, depth: int, fewest: int, report: LevelReport
     ) -> None:
         system = self.system
         self.checked += 1
         if self.checked <= VALIDATE_STATES:
             system.validate_state(state)
         for prop, _desc in system.check_invariants(state):
-            key = (depth, fewest, data, -1, ())
+            key = (depth, fewest, fp, -1, ())
             self._found(prop, "invariant", invariant_message(prop), key, report)
         if self.pending:
             for prop in system.check_sometimes(state, self.pending):
                 self.pending.discard(prop)
                 report.sometimes.add(prop)
 
-    def _stuck(
-        self, fp: int, data: bytes, state: State, depth: int, fewest: int, report: LevelReport
-    ) -> None:
+    def _stuck(self, fp: int, state: State, depth: int, fewest: int, report: LevelReport) -> None:
         if self.spec.collect_terminal:
-            report.terminal.append(data)
+            report.terminal.append(self.encode(state))
         if not self.model.deadlock:
             return
         message = deadlock_message(self.system, state)
         if message is not None:
-            self._found("deadlock", "deadlock", message, (depth, fewest, data, -1, ()), report)
+            self._found("deadlock", "deadlock", message, (depth, fewest, fp, -1, ()), report)
 
     def _found(self, prop: str, kind: str, message: str, key: Key, report: LevelReport) -> None:
         """Report a violation when it is the least of its property this worker has seen."""
         old = self.best.get(prop)
         if old is not None and old.key <= key:
             return
-        fp = self.codec.fingerprint_bytes(key[2])
-        f = Found(prop, kind, message, key, (fp, key[3], key[4]))
+        f = Found(prop, kind, message, key, (key[2], key[3], key[4]))
         self.best[prop] = f
         report.found[prop] = f
 

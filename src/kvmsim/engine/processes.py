@@ -13,7 +13,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .model import Model
-from .partition import Candidate, Entry, LevelReport, Node, Partition, SearchSpec
+from .partition import Candidate, Entry, LevelReport, Node, Partition, Parts, SearchSpec
 from .workers import Builder, context, ignore_sigint, portable
 
 POLL = 0.2  # seconds between checks that a silent worker is still alive
@@ -122,8 +122,8 @@ class LocalCluster:
                 raise value
         return [value for _, value in replies]
 
-    def seed(self, w: int, fp: int, data: bytes) -> LevelReport:
-        self.conns[w].send(("seed", (fp, data)))
+    def seed(self, w: int, fp: int, parts: Parts) -> LevelReport:
+        self.conns[w].send(("seed", (fp, parts)))
         report: LevelReport = self._gather([w])[0]
         return report
 

@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from .model import Model
-from .partition import Entry, LevelReport, Node, Partition, SearchSpec
+from .partition import Entry, LevelReport, Node, Partition, Parts, SearchSpec
 from .swarm import Chunk, ChunkResult, SwarmRunner
 from .workers import Builder
 
@@ -87,8 +87,8 @@ class PartitionWorker:
         """Build the model (not in __init__: an error there would hide the model's own)."""
         self.part = Partition(self.index, self.builder(), self.spec)
 
-    def seed(self, fp: int, data: bytes) -> LevelReport:
-        return self.part.seed(fp, data)
+    def seed(self, fp: int, parts: Parts) -> LevelReport:
+        return self.part.seed(fp, parts)
 
     def expand(self, depth: int) -> tuple[Any, ...]:
         outgoing, report = self.part.expand(depth)
@@ -123,8 +123,8 @@ class RayCluster:
             self.close()
             raise
 
-    def seed(self, w: int, fp: int, data: bytes) -> LevelReport:
-        report: LevelReport = self.session.get(self.actors[w].seed.remote(fp, data))
+    def seed(self, w: int, fp: int, parts: Parts) -> LevelReport:
+        report: LevelReport = self.session.get(self.actors[w].seed.remote(fp, parts))
         return report
 
     def level(self, depth: int) -> list[LevelReport]:
