@@ -143,16 +143,41 @@ class StateCodec:
         so (taking BLAKE2b for a random function) they collide with probability 2**-64, as
         two whole encodings do; but a new state costs one cache lookup per part, and only
         its changed parts are encoded and hashed."""
+        return self.part_fingerprints(state)[1]
+
+    def part_fingerprints(self, state: State) -> tuple[list[int], int]:
+        """Each part's hash in ``part_fingerprint``, and their sum (the fingerprint)."""
         caches = self._part_fps
-        total = 0
+        hs: list[int] = []
         i = 0
         for objs in state[0]:
             h = caches[i].new.get(objs)
-            total += self._part_fp(i, objs, False) if h is None else h
+            hs.append(self._part_fp(i, objs, False) if h is None else h)
             i += 1
         for frames in state[1]:
             h = caches[i].new.get(frames)
-            total += self._part_fp(i, frames, True) if h is None else h
+            hs.append(self._part_fp(i, frames, True) if h is None else h)
+            i += 1
+        return hs, sum(hs) & _MASK64
+
+    def child_fingerprint(self, child: State, parent: State, hs: list[int], total: int) -> int:
+        """``part_fingerprint`` of child, a successor of parent whose part_fingerprints are
+        hs and total: a step shares every part it leaves alone with its parent (the same
+        objects), so only the parts that are other objects are looked up."""
+        caches = self._part_fps
+        world, before = child[0], parent[0]
+        if world is not before:
+            i = 0
+            for c, p in zip(world, before):
+                if c is not p:
+                    h = caches[i].new.get(c)
+                    total += (self._part_fp(i, c, False) if h is None else h) - hs[i]
+                i += 1
+        i = self.nobjects
+        for c, p in zip(child[1], parent[1]):
+            if c is not p:
+                h = caches[i].new.get(c)
+                total += (self._part_fp(i, c, True) if h is None else h) - hs[i]
             i += 1
         return total & _MASK64
 
