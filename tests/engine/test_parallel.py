@@ -21,6 +21,7 @@ from kvmsim.variants import get_variant
 
 from . import bench
 from .support import Steps
+from .test_codec import bag_model
 
 
 def summary(r: Result) -> tuple[Any, ...]:
@@ -86,6 +87,15 @@ def test_kvm_model_agrees(variant: str) -> None:
         assert two.violated() == ["INV-APIC"]
     else:
         assert two.holds and two.stats.states > 2000
+
+
+def test_states_of_live_objects_agree() -> None:
+    """States holding frozensets, enums, Struct references and functions (two of one
+    name): the workers name them alike, so they split and merge them as one process."""
+    model = bag_model()
+    one = check(model, Options(liveness=False))
+    for n in (2, 3):
+        assert summary(partitioned_check(model, Options(liveness=False, workers=n))) == summary(one)
 
 
 def test_bounds_and_stop_at_first_agree() -> None:
