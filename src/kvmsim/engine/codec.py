@@ -174,10 +174,10 @@ class StateCodec:
                     total += (self._part_fp(i, c, False) if h is None else h) - hs[i]
                 i += 1
         i = self.nobjects
-        for c, p in zip(child[1], parent[1]):
-            if c is not p:
-                h = caches[i].new.get(c)
-                total += (self._part_fp(i, c, True) if h is None else h) - hs[i]
+        for f, g in zip(child[1], parent[1]):
+            if f is not g:
+                h = caches[i].new.get(f)
+                total += (self._part_fp(i, f, True) if h is None else h) - hs[i]
             i += 1
         return total & _MASK64
 
