@@ -150,10 +150,10 @@ class Partition:
         """Expand the frontier (at depth): the candidates for each other owner (its own
         are kept for absorb; their slot is empty), and a report.
 
-        Each successor is named by ``part_fingerprint`` (one cache lookup per part): it says
-        the owner and whether the state is known. Only a new state for another worker is
-        encoded, once, when the level's batches are made; a state this worker owns stays
-        live and is never encoded."""
+        Each successor is named by its ``part_fingerprint``, computed from its parent's (a
+        cache lookup for each part the step changed): it says the owner and whether the
+        state is known. Only a new state for another worker is encoded, once, when the
+        level's batches are made; a state this worker owns stays live, never encoded."""
         self.gc_enabled = gc.isenabled()
         gc.disable()  # until absorb: see there
         report = LevelReport()
