@@ -267,6 +267,8 @@ class System:
         line = self._yield_line(frames) if detail else ""
         if finished:
             new_frames: ActorState = None
+        elif len(frames) == 1:  # the usual case: the frame that yielded (prog is its program)
+            new_frames = frames_in[:below] + (_freeze(frames[0], prog),)
         else:
             new_frames = frames_in[:below] + tuple(_freeze(f, self.program(f[0])) for f in frames)
         actors = state[1][:actor] + (new_frames,) + state[1][actor + 1 :]
@@ -306,9 +308,7 @@ class System:
 
     def _restore(self) -> None:
         """Undo a step's partial effects: write the stored state back into the objects."""
-        loaded = self.world.loaded
-        self.world.loaded = ()  # force a full reload
-        self.world.load(loaded)
+        self.world.restore()
 
     def reload(self) -> None:
         """Make the live objects hold the last loaded state again, whatever a step (perhaps

@@ -13,6 +13,8 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterator
+from itertools import compress
+from operator import is_not, ne
 from typing import Any, ClassVar, get_origin
 
 ObjTuple = tuple[Any, ...]
@@ -124,7 +126,12 @@ class World:
         # The objects' __dict__s (never replaced, only cleared and refilled): the hot path
         # reads and writes them directly.
         self._dicts = [o.__dict__ for o in self.objects]
+        self._slots = range(len(self.objects))
         self.loaded: WorldTuple = self.snapshot_full()
+        # The last snapshot that changed something: (its result, its base, the slots where
+        # they differ). When its result is the loaded world, loading its base again (the
+        # next step from the same state) rewrites only those slots.
+        self._undo: tuple[WorldTuple, WorldTuple, list[int]] = ((), (), [])
 
     def _discover(self, value: Any, path: str) -> None:
         if isinstance(value, Struct):
@@ -165,15 +172,34 @@ class World:
         return tuple(tuple(o.__dict__.values()) for o in self.objects)
 
     def snapshot(self, base: WorldTuple) -> WorldTuple:
-        """The current contents, sharing each unchanged object's tuple with base."""
-        return tuple(
-            [old if (new := tuple(d.values())) == old else new for d, old in zip(self._dicts, base)]
-        )
+        """The current contents, sharing each unchanged object's tuple with base (which
+        must be the loaded world). Records which objects differ, so that loading base
+        again (the next step from the same state) rewrites only those."""
+        news = list(map(tuple, map(dict.values, self._dicts)))
+        changed = list(compress(self._slots, map(ne, news, base)))
+        if not changed:
+            return base
+        out = list(base)
+        for i in changed:
+            out[i] = news[i]
+        world = tuple(out)
+        self._undo = (world, base, changed)
+        return world
 
     def load(self, target: WorldTuple) -> None:
         """Make the live objects hold target's values (only those that differ)."""
         loaded: tuple[Any, ...] = self.loaded
         if target is loaded:
+            return
+        made, base, changed = self._undo
+        if made is loaded and target is base:  # back to a snapshot's base: rewrite its changes
+            dicts, fields = self._dicts, self.fields
+            for i in changed:
+                d = dicts[i]
+                if len(d) != len(fields[i]):  # a stray attribute was added by a step; drop it
+                    d.clear()
+                d.update(zip(fields[i], target[i]))
+            self.loaded = target
             return
         if len(loaded) != len(target):  # a full reload
             loaded = (None,) * len(target)
@@ -183,6 +209,14 @@ class World:
                     d.clear()
                 d.update(zip(fields, vals))
         self.loaded = target
+
+    def restore(self) -> None:
+        """Make the live objects hold the loaded world again, whatever a step (perhaps
+        interrupted half-way) wrote into them: each object that differs is rewritten."""
+        for d, fields, vals in zip(self._dicts, self.fields, self.loaded):
+            if len(d) != len(vals) or any(map(is_not, d.values(), vals)):
+                d.clear()
+                d.update(zip(fields, vals))
 
     def validate(self, state: WorldTuple) -> None:
         for name, obj, vals in zip(self.names, self.objects, state):
