@@ -8,7 +8,7 @@ so a state is its own fingerprint.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from inspect import CO_GENERATOR
 from types import CoroutineType, FunctionType, GeneratorType
@@ -17,13 +17,14 @@ from typing import Any
 from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, CompileError, Program, compile_actor
 from .model import ActorSpec, Model, Symmetry
 from .runtime import SCRIPT, Blocked, NeedChoice, PropertyFailure
-from .world import ModelError, World, WorldTuple, check_value
+from .world import ModelError, World, WorldTuple, check_value, remember_checked
 
 Frame = tuple[FunctionType, int, tuple[Any, ...]]
 ActorState = tuple[Frame, ...] | None
 State = tuple[WorldTuple, tuple[ActorState, ...]]
 
 STEP_BUDGET = 100_000  # blocks one step may run before it is declared non-terminating
+MEMO_SIZE = 100_000  # (actor, frames, world) triples whose outcomes successors() remembers
 
 
 class StepClock:
@@ -79,7 +80,12 @@ class System:
             for key, arg in spec.kwargs:
                 roots.append((f"{spec.name}.{key}", arg))
         self.world = World(roots)
-        self._made: tuple[State, int, list[list[Any]]] | None = None  # the last step's result
+        self._made: tuple[State, int, Sequence[Sequence[Any]]] | None = None  # the last step
+        # successors(): (actor, its frames, world) -> what its step did (see there)
+        self._memo: dict[tuple[int, ActorState, WorldTuple], list[_Remembered]] = {}
+        self._verdicts: dict[WorldTuple, list[tuple[str, str]]] = {}  # check_invariants()
+        self.memo_size = MEMO_SIZE
+        self._checked: dict[int, Any] = {}  # validate_state(): frames that passed, by id
         try:
             self.world.validate(self.world.loaded)
         except ModelError as exc:
@@ -114,19 +120,27 @@ class System:
         except ModelError as exc:
             raise ModelError(f"{self._origin_of(state)}: {exc}") from None
         known = self.world.known_ids
+        checked = self._checked
         for spec, frames in zip(self.actors, state[1]):
             if frames is None:
                 continue
-            for func, pc, values in frames:
-                prog = compile_actor(func)
-                at = f"{prog.filename}:{prog.block_lines[pc]}"
+            for frame in frames:
+                if checked.get(id(frame)) is frame:  # this very frame passed before
+                    continue
+                func, pc, values = frame
+                prog = self.program(func)
                 for name, value in zip(prog.local_names, values):
-                    check_value(
-                        value,
-                        f"{at}: local {name!r} of {prog.qualname} (actor {spec.name}), kept "
-                        "across this yield,",
-                        known,
-                    )
+                    try:
+                        check_value(value, "", known)
+                    except ModelError:  # again, saying where
+                        at = f"{prog.filename}:{prog.block_lines[pc]}"
+                        check_value(
+                            value,
+                            f"{at}: local {name!r} of {prog.qualname} (actor {spec.name}), "
+                            "kept across this yield,",
+                            known,
+                        )
+                remember_checked(checked, frame)
         hash(state)
 
     def _origin_of(self, state: State | None) -> str:
@@ -299,7 +313,7 @@ class System:
             )
         return repr(label)
 
-    def _yield_line(self, frames: list[list[Any]]) -> str:
+    def _yield_line(self, frames: Sequence[Sequence[Any]]) -> str:
         if not frames:
             return ""
         func, pc, _ = frames[-1]
@@ -343,10 +357,41 @@ class System:
         return out
 
     def successors(self, state: State) -> Iterator[tuple[int, tuple[int, ...], Outcome]]:
-        """(actor, choice script, outcome) for every transition out of state."""
-        for i in range(len(self.actors)):
+        """(actor, choice script, outcome) for every transition out of state.
+
+        An actor's step reads only the world and its own frames, so its outcomes are a
+        function of (actor, its frames, the world): many states share that triple (they
+        differ in the other actors' frames), and the outcomes found for it are remembered
+        (up to memo_size triples) and reused with the other actors' frames of each state.
+        """
+        world, actors = state
+        memo = self._memo
+        for i, frames in enumerate(actors):
+            if frames is None:
+                continue
+            key = (i, frames, world)
+            try:
+                known = memo.get(key)
+            except TypeError:  # an unhashable value: the search reports it where it is stored
+                known = None
+                key = None
+            if known is not None:
+                for script, kind, new_world, new_frames, fields in known:
+                    if kind == "ok":
+                        new_state = (new_world, actors[:i] + (new_frames,) + actors[i + 1 :])
+                        self._made = (new_state, i, new_frames or ())
+                        yield i, script, Outcome(kind, new_state, *fields)
+                    else:
+                        yield i, script, Outcome(kind, None, *fields)
+                continue
+            found: list[_Remembered] = []
             for script, out in self._outcomes(state, i):
+                found.append(_remembered(script, out, i))
                 yield i, script, out
+            if key is not None and self.memo_size:
+                if len(memo) >= self.memo_size:
+                    memo.clear()
+                memo[key] = found
 
     def unfinished(self, state: State, include_daemons: bool = False) -> list[str]:
         return [
@@ -356,11 +401,30 @@ class System:
         ]
 
     def check_invariants(self, state: State) -> list[tuple[str, str]]:
-        """[(property, message)] for every invariant false in state (world must be loaded)."""
+        """[(property, message)] for every invariant false in state.
+
+        Invariants read only the world, so their verdicts are remembered per world (up to
+        memo_size worlds): states that differ only in the actors' frames share them.
+        """
         invariants = self.model.invariants
         if not invariants:
             return []  # nothing to load the state for
-        self.world.load(state[0])
+        world = state[0]
+        memo = self._verdicts
+        try:
+            known = memo.get(world)
+        except TypeError:  # an unhashable value: the search reports it where it is stored
+            return self._evaluate(invariants, world)
+        if known is None:
+            known = self._evaluate(invariants, world)
+            if self.memo_size:
+                if len(memo) >= self.memo_size:
+                    memo.clear()
+                memo[world] = known
+        return list(known)
+
+    def _evaluate(self, invariants: list[Any], world: WorldTuple) -> list[tuple[str, str]]:
+        self.world.load(world)
         bad = []
         clock = CLOCK
         for prop in invariants:
@@ -398,6 +462,21 @@ class System:
         func, pc, _ = frames[-1]
         prog = compile_actor(func)
         return f"{prog.name}:{prog.block_lines[pc]}"
+
+
+# What successors() remembers of one outcome: (script, kind, world and frames after the
+# step (ok only), the other fields of the Outcome in order)
+_Remembered = tuple[tuple[int, ...], str, WorldTuple, ActorState, tuple[Any, ...]]
+
+
+def _remembered(script: tuple[int, ...], out: Outcome, actor: int) -> _Remembered:
+    fields = (
+        out.label, out.stack, out.choices, out.message, out.line, out.prop, out.events,
+        out.failures,
+    )  # fmt: skip
+    if out.state is None:
+        return (script, out.kind, (), None, fields)
+    return (script, out.kind, out.state[0], out.state[1][actor], fields)
 
 
 def _freeze(fr: list[Any], prog: Program) -> Frame:

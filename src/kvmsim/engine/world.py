@@ -113,6 +113,17 @@ def check_value(value: Any, where: str, known: set[int]) -> None:
     )
 
 
+CHECKED_SIZE = 100_000  # tuples remembered as validated (by identity) before starting afresh
+
+
+def remember_checked(checked: dict[int, Any], value: Any) -> None:
+    """Note that value (a tuple of a state) passed validation; keeping it in the dict keeps
+    its id from being reused by another object."""
+    if len(checked) >= CHECKED_SIZE:
+        checked.clear()
+    checked[id(value)] = value
+
+
 class World:
     """Every Struct reachable from the model's roots, in a fixed order."""
 
@@ -127,6 +138,7 @@ class World:
         # reads and writes them directly.
         self._dicts = [o.__dict__ for o in self.objects]
         self._slots = range(len(self.objects))
+        self._checked: dict[int, Any] = {}  # validate(): tuples that passed, by id
         self.loaded: WorldTuple = self.snapshot_full()
         # The last snapshot that changed something: (its result, its base, the slots where
         # they differ). When its result is the loaded world, loading its base again (the
@@ -219,6 +231,7 @@ class World:
                 d.update(zip(fields, vals))
 
     def validate(self, state: WorldTuple) -> None:
+        checked = self._checked
         for name, obj, vals in zip(self.names, self.objects, state):
             fields = type(obj)._fields
             if len(vals) != len(fields) or len(obj.__dict__) != len(fields):
@@ -227,8 +240,11 @@ class World:
                     f"{name}.{sorted(extra)[0] if extra else '?'} is not a declared field of "
                     f"{type(obj).__name__}; declare it as an annotated class attribute"
                 )
+            if checked.get(id(vals)) is vals:  # this very tuple passed before (states share)
+                continue
             for f, v in zip(fields, vals):
                 check_value(v, f"{name}.{f}" if name else f, self._ids)
+            remember_checked(checked, vals)
 
     def describe(self, state: WorldTuple) -> dict[str, Any]:
         """Flat {path: value} view of a state, for traces and reports."""
