@@ -14,7 +14,7 @@ from inspect import CO_GENERATOR
 from types import CoroutineType, FunctionType, GeneratorType
 from typing import Any
 
-from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, CompileError, Program, compile_actor
+from .compiler import CALL, JUMP, UNSET, YIELD, CompileError, Program, compile_actor
 from .model import ActorSpec, Model, Symmetry
 from .runtime import SCRIPT, Blocked, NeedChoice, PropertyFailure
 from .world import ModelError, World, WorldTuple, check_value, remember_checked
@@ -72,6 +72,7 @@ class System:
         actors = setup.actors
         self.root = root
         self.actors: list[ActorSpec] = actors
+        self._names = [a.name for a in actors]
         self.symmetries: list[Symmetry] = setup.symmetries
         roots: list[tuple[str, Any]] = [("", root)]
         for spec in actors:
@@ -183,57 +184,60 @@ class System:
         frames_in = state[1][actor]
         assert frames_in is not None
         self.world.load(state[0])
-        # Only the innermost frame is copied; a caller's frame is copied when a return
-        # reaches it, and the callers below that (frames_in[:below]) stay shared.
+        # The running frame lives in locals (func, pc, values, prog); the frames it called
+        # into during this step wait in `entered`. Only the innermost stored frame is
+        # copied; a caller's frame is copied when a return reaches it, and the callers
+        # below that (frames_in[:below]) stay shared with the stored state.
         below = len(frames_in) - 1
-        top = frames_in[below]
-        frames: list[list[Any]] = [[top[0], top[1], list(top[2])]]
-        SCRIPT.reset(choices)
-        SCRIPT.actor = self.actors[actor].name
+        func, pc, stored = frames_in[below]
+        values = list(stored)
         programs = self._programs
+        prog = programs.get(func) or self.program(func)
+        entered: list[tuple[FunctionType, int, list[Any], Program]] = []
+        script = SCRIPT
+        script.reset(choices)
+        script.actor = self._names[actor]
         sent: Any = None
         budget = STEP_BUDGET
         label: Any = ""
         finished = False
         try:
             while True:
-                fr = frames[-1]
-                func = fr[0]
-                prog = programs.get(func) or self.program(func)
-                act = prog.blocks[fr[1]](fr[2], sent, func.__closure__)
+                act = prog.blocks[pc](values, sent, func.__closure__)
                 kind = act[0]
-                sent = None
                 if kind == YIELD:
-                    fr[1] = act[1]
+                    pc = act[1]
                     label = act[2]
                     break
+                sent = None
                 if kind == JUMP:
-                    fr[1] = act[1]
+                    pc = act[1]
                 elif kind == CALL:
-                    fr[1] = act[1]
                     callee = act[2]
                     if not isinstance(callee, FunctionType):
                         raise ModelError(f"`yield from` needs a generator function, got {callee!r}")
-                    cprog = self.program(callee)
-                    frames.append([callee, 0, cprog.bind(callee, act[3], act[4])])
-                elif kind == RETURN:
-                    frames.pop()
-                    if not frames:
-                        if not below:
-                            finished = True
-                            label = "return"
-                            break
-                        below -= 1
-                        caller = frames_in[below]
-                        frames.append([caller[0], caller[1], list(caller[2])])
+                    cprog = programs.get(callee) or self.program(callee)
+                    cvalues = cprog.bind(callee, act[3], act[4])
+                    entered.append((func, act[1], values, prog))
+                    func, pc, values, prog = callee, 0, cvalues, cprog
+                else:  # RETURN
                     sent = act[1]
+                    if entered:
+                        func, pc, values, prog = entered.pop()
+                    elif below:
+                        below -= 1
+                        func, pc, stored = frames_in[below]
+                        values = list(stored)
+                        prog = programs.get(func) or self.program(func)
+                    else:
+                        finished = True
+                        label = "return"
+                        break
                 budget -= 1
                 if budget == 0:
-                    fr = frames[-1]
-                    where = self.program(fr[0])
                     raise ModelError(
-                        f"{where.filename}:{where.block_lines[fr[1]]}: a step of "
-                        f"{where.qualname} ran {STEP_BUDGET:,} blocks without reaching a yield: "
+                        f"{prog.filename}:{prog.block_lines[pc]}: a step of "
+                        f"{prog.qualname} ran {STEP_BUDGET:,} blocks without reaching a yield: "
                         "a loop between two yields never ends; make every pass through the "
                         "loop yield, or let the loop end"
                     )
@@ -243,64 +247,48 @@ class System:
         except Blocked:
             self._restore()
             return Outcome("blocked")
-        except PropertyFailure as exc:
-            self._restore()
-            return Outcome(
-                "property",
-                message=exc.message,
-                stack=_stack_names(frames_in[:below], frames),
-                choices=tuple(SCRIPT.made),
-                line=_failure_line(exc),
-                prop=exc.prop,
-                events=tuple(SCRIPT.events),
-            )
-        except AssertionError as exc:
-            self._restore()
-            return Outcome(
-                "assertion",
-                message=str(exc) or "assertion failed",
-                stack=_stack_names(frames_in[:below], frames),
-                choices=tuple(SCRIPT.made),
-                line=_failure_line(exc),
-            )
         except (ModelError, CompileError):  # the model breaks the engine's rules: stop
             self._restore()
             raise
-        except Exception as exc:  # the model itself raised: a failure with a trace, not a crash
+        except Exception as exc:  # the model failed: a failure with a trace, not a crash
             self._restore()
-            return Outcome(
-                "error",
-                message=f"{type(exc).__name__}: {exc}",
-                stack=_stack_names(frames_in[:below], frames),
-                choices=tuple(SCRIPT.made),
-                line=_failure_line(exc),
-            )
+            live = [f[:3] for f in entered] + [(func, pc, values)]
+            return _failure(exc, _stack_names(frames_in[:below], live))
         world = self.world.snapshot(state[0])
         self.world.loaded = world
-        stack = _stack_names(frames_in[:below], frames) if detail else ()
-        line = self._yield_line(frames) if detail else ""
+        top = (func, pc, values)
         if finished:
             new_frames: ActorState = None
-        elif len(frames) == 1:  # the usual case: the frame that yielded (prog is its program)
-            new_frames = frames_in[:below] + (_freeze(frames[0], prog),)
+        elif not entered:  # the usual case: the frame that yielded is the only one copied
+            new_frames = frames_in[:below] + (_freeze(func, pc, values, prog),)
         else:
-            new_frames = frames_in[:below] + tuple(_freeze(f, self.program(f[0])) for f in frames)
+            new_frames = frames_in[:below] + tuple(_freeze(*f) for f in entered)
+            new_frames += (_freeze(func, pc, values, prog),)
         actors = state[1][:actor] + (new_frames,) + state[1][actor + 1 :]
         new_state = (world, actors)
-        self._made = (new_state, actor, frames)  # for validate_state's messages
-        text = label if isinstance(label, str) else self._label_text(label, frames)
+        self._made = (new_state, actor, () if finished else (top,))  # for validate_state
+        text = label if isinstance(label, str) else self._label_text(label, (top,))
+        if detail:
+            live = [] if finished else [f[:3] for f in entered] + [top]
+            stack = _stack_names(frames_in[:below], live)
+            line = self._yield_line(live)
+        else:
+            stack, line = (), ""
+        made, events, failures = script.made, script.events, script.failures
         return Outcome(
             "ok",
             new_state,
             text,
             stack,
-            tuple(SCRIPT.made),
-            line=line,
-            events=tuple(SCRIPT.events),
-            failures=tuple(SCRIPT.failures),
+            tuple(made) if made else (),
+            "",
+            line,
+            "",
+            tuple(events) if events else (),
+            tuple(failures) if failures else (),
         )
 
-    def _label_text(self, label: Any, frames: list[list[Any]]) -> str:
+    def _label_text(self, label: Any, frames: Sequence[Sequence[Any]]) -> str:
         """A non-string label as text; a generator there is a forgotten ``yield from``."""
         if isinstance(label, (GeneratorType, CoroutineType)) or (
             isinstance(label, FunctionType) and label.__code__.co_flags & CO_GENERATOR
@@ -372,9 +360,10 @@ class System:
             key = (i, frames, world)
             try:
                 known = memo.get(key)
+                hashable = True
             except TypeError:  # an unhashable value: the search reports it where it is stored
                 known = None
-                key = None
+                hashable = False
             if known is not None:
                 for script, kind, new_world, new_frames, fields in known:
                     if kind == "ok":
@@ -388,7 +377,7 @@ class System:
             for script, out in self._outcomes(state, i):
                 found.append(_remembered(script, out, i))
                 yield i, script, out
-            if key is not None and self.memo_size:
+            if hashable and self.memo_size:
                 if len(memo) >= self.memo_size:
                     memo.clear()
                 memo[key] = found
@@ -479,15 +468,44 @@ def _remembered(script: tuple[int, ...], out: Outcome, actor: int) -> _Remembere
     return (script, out.kind, out.state[0], out.state[1][actor], fields)
 
 
-def _freeze(fr: list[Any], prog: Program) -> Frame:
+def _freeze(func: FunctionType, pc: int, values: list[Any], prog: Program) -> Frame:
     """The frame as stored in a state: locals dead at its resume point are dropped."""
-    func, pc, values = fr
     for i in prog.dead[pc]:
         values[i] = UNSET  # the list belongs to this step, which is over
     return (func, pc, tuple(values))
 
 
-def _stack_names(callers: tuple[Frame, ...], frames: list[list[Any]]) -> tuple[str, ...]:
+def _failure(exc: Exception, stack: tuple[str, ...]) -> Outcome:
+    """The outcome of a step the model ended with fail(), a failed assert or an exception."""
+    script = SCRIPT
+    if isinstance(exc, PropertyFailure):
+        return Outcome(
+            "property",
+            message=exc.message,
+            stack=stack,
+            choices=tuple(script.made),
+            line=_failure_line(exc),
+            prop=exc.prop,
+            events=tuple(script.events),
+        )
+    if isinstance(exc, AssertionError):
+        return Outcome(
+            "assertion",
+            message=str(exc) or "assertion failed",
+            stack=stack,
+            choices=tuple(script.made),
+            line=_failure_line(exc),
+        )
+    return Outcome(
+        "error",
+        message=f"{type(exc).__name__}: {exc}",
+        stack=stack,
+        choices=tuple(script.made),
+        line=_failure_line(exc),
+    )
+
+
+def _stack_names(callers: tuple[Frame, ...], frames: Sequence[Sequence[Any]]) -> tuple[str, ...]:
     return tuple(f[0].__name__ for f in callers) + tuple(f[0].__name__ for f in frames)
 
 

@@ -205,12 +205,12 @@ class World:
             return
         made, base, changed = self._undo
         if made is loaded and target is base:  # back to a snapshot's base: rewrite its changes
-            dicts, fields = self._dicts, self.fields
+            dicts, names = self._dicts, self.fields
             for i in changed:
                 d = dicts[i]
-                if len(d) != len(fields[i]):  # a stray attribute was added by a step; drop it
+                if len(d) != len(names[i]):  # a stray attribute was added by a step; drop it
                     d.clear()
-                d.update(zip(fields[i], target[i]))
+                d.update(zip(names[i], target[i]))
             self.loaded = target
             return
         if len(loaded) != len(target):  # a full reload
