@@ -25,6 +25,7 @@ State = tuple[WorldTuple, tuple[ActorState, ...]]
 
 STEP_BUDGET = 100_000  # blocks one step may run before it is declared non-terminating
 MEMO_SIZE = 100_000  # (actor, frames, world) triples whose outcomes successors() remembers
+MEMO_TRIAL = 5_000  # ... given up after this many look-ups if fewer than a fifth found one
 
 
 class StepClock:
@@ -86,6 +87,7 @@ class System:
         self._memo: dict[tuple[int, ActorState, WorldTuple], list[_Remembered]] = {}
         self._verdicts: dict[WorldTuple, list[tuple[str, str]]] = {}  # check_invariants()
         self.memo_size = MEMO_SIZE
+        self._lookups = self._hits = 0
         self._checked: dict[int, Any] = {}  # validate_state(): frames that passed, by id
         try:
             self.world.validate(self.world.loaded)
@@ -354,6 +356,11 @@ class System:
         """
         world, actors = state
         memo = self._memo
+        if not self.memo_size:
+            for i in range(len(actors)):
+                for script, out in self._outcomes(state, i):
+                    yield i, script, out
+            return
         for i, frames in enumerate(actors):
             if frames is None:
                 continue
@@ -364,7 +371,9 @@ class System:
             except TypeError:  # an unhashable value: the search reports it where it is stored
                 known = None
                 hashable = False
+            self._lookups += 1
             if known is not None:
+                self._hits += 1
                 for script, kind, new_world, new_frames, fields in known:
                     if kind == "ok":
                         new_state = (new_world, actors[:i] + (new_frames,) + actors[i + 1 :])
@@ -377,10 +386,13 @@ class System:
             for script, out in self._outcomes(state, i):
                 found.append(_remembered(script, out, i))
                 yield i, script, out
-            if hashable and self.memo_size:
+            if hashable:
                 if len(memo) >= self.memo_size:
                     memo.clear()
                 memo[key] = found
+            if self._lookups == MEMO_TRIAL and self._hits * 5 < MEMO_TRIAL:
+                self.memo_size = 0  # rarely reused: remembering costs more than it saves
+                memo.clear()
 
     def unfinished(self, state: State, include_daemons: bool = False) -> list[str]:
         return [

@@ -124,6 +124,17 @@ def remember_checked(checked: dict[int, Any], value: Any) -> None:
     checked[id(value)] = value
 
 
+def _rewrite(d: dict[str, Any], fields: tuple[str, ...], vals: ObjTuple, old: Any) -> None:
+    """Make d hold vals, given that it holds old (None: unknown): only the fields whose
+    values differ are written (a stray attribute a step added is dropped)."""
+    if old is None or len(d) != len(vals) or len(old) != len(vals):
+        d.clear()
+        d.update(zip(fields, vals))
+        return
+    for f, v in compress(zip(fields, vals), map(is_not, vals, old)):
+        d[f] = v
+
+
 class World:
     """Every Struct reachable from the model's roots, in a fixed order."""
 
@@ -207,19 +218,14 @@ class World:
         if made is loaded and target is base:  # back to a snapshot's base: rewrite its changes
             dicts, names = self._dicts, self.fields
             for i in changed:
-                d = dicts[i]
-                if len(d) != len(names[i]):  # a stray attribute was added by a step; drop it
-                    d.clear()
-                d.update(zip(names[i], target[i]))
+                _rewrite(dicts[i], names[i], target[i], made[i])
             self.loaded = target
             return
         if len(loaded) != len(target):  # a full reload
             loaded = (None,) * len(target)
         for d, fields, vals, old in zip(self._dicts, self.fields, target, loaded):
             if vals is not old:
-                if len(vals) != len(d):  # a stray attribute was added by a step; drop it
-                    d.clear()
-                d.update(zip(fields, vals))
+                _rewrite(d, fields, vals, old)
         self.loaded = target
 
     def restore(self) -> None:
