@@ -87,6 +87,7 @@ class System:
         self._memo: dict[tuple[int, ActorState, WorldTuple], list[_Remembered]] = {}
         self._verdicts: dict[WorldTuple, list[tuple[str, str]]] = {}  # check_invariants()
         self.memo_size = MEMO_SIZE
+        self.verdicts_size = MEMO_SIZE
         self._lookups = self._hits = 0
         self._checked: dict[int, Any] = {}  # validate_state(): frames that passed, by id
         try:
@@ -405,7 +406,7 @@ class System:
         """[(property, message)] for every invariant false in state.
 
         Invariants read only the world, so their verdicts are remembered per world (up to
-        memo_size worlds): states that differ only in the actors' frames share them.
+        verdicts_size worlds): states that differ only in the actors' frames share them.
         """
         invariants = self.model.invariants
         if not invariants:
@@ -418,8 +419,8 @@ class System:
             return self._evaluate(invariants, world)
         if known is None:
             known = self._evaluate(invariants, world)
-            if self.memo_size:
-                if len(memo) >= self.memo_size:
+            if self.verdicts_size:
+                if len(memo) >= self.verdicts_size:
                     memo.clear()
                 memo[world] = known
         return list(known)
