@@ -50,9 +50,13 @@ class _Script:
     def reset(self, choices: tuple[int, ...]) -> None:
         self.choices = choices
         self.pos = 0
-        self.made = []
-        self.events = []
-        self.failures = []
+        # Fresh lists only where the last step left something: outcomes copy them.
+        if self.made:
+            self.made = []
+        if self.events:
+            self.events = []
+        if self.failures:
+            self.failures = []
 
 
 SCRIPT = _Script()

@@ -8,22 +8,24 @@ so a state is its own fingerprint.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from inspect import CO_GENERATOR
 from types import CoroutineType, FunctionType, GeneratorType
 from typing import Any
 
-from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, CompileError, Program, compile_actor
+from .compiler import CALL, JUMP, UNSET, YIELD, CompileError, Program, compile_actor
 from .model import ActorSpec, Model, Symmetry
 from .runtime import SCRIPT, Blocked, NeedChoice, PropertyFailure
-from .world import ModelError, World, WorldTuple, check_value
+from .world import ModelError, World, WorldTuple, check_value, remember_checked
 
 Frame = tuple[FunctionType, int, tuple[Any, ...]]
 ActorState = tuple[Frame, ...] | None
 State = tuple[WorldTuple, tuple[ActorState, ...]]
 
 STEP_BUDGET = 100_000  # blocks one step may run before it is declared non-terminating
+MEMO_SIZE = 100_000  # (actor, frames, world) triples whose outcomes successors() remembers
+MEMO_TRIAL = 5_000  # ... given up after this many look-ups if fewer than a fifth found one
 
 
 class StepClock:
@@ -71,6 +73,7 @@ class System:
         actors = setup.actors
         self.root = root
         self.actors: list[ActorSpec] = actors
+        self._names = [a.name for a in actors]
         self.symmetries: list[Symmetry] = setup.symmetries
         roots: list[tuple[str, Any]] = [("", root)]
         for spec in actors:
@@ -79,7 +82,14 @@ class System:
             for key, arg in spec.kwargs:
                 roots.append((f"{spec.name}.{key}", arg))
         self.world = World(roots)
-        self._made: tuple[State, int, list[list[Any]]] | None = None  # the last step's result
+        self._made: tuple[State, int, Sequence[Sequence[Any]]] | None = None  # the last step
+        # successors(): (actor, its frames, world) -> what its step did (see there)
+        self._memo: dict[tuple[int, ActorState, WorldTuple], list[_Remembered]] = {}
+        self._verdicts: dict[WorldTuple, list[tuple[str, str]]] = {}  # check_invariants()
+        self.memo_size = MEMO_SIZE
+        self.verdicts_size = MEMO_SIZE
+        self._lookups = self._hits = 0
+        self._checked: dict[int, Any] = {}  # validate_state(): frames that passed, by id
         try:
             self.world.validate(self.world.loaded)
         except ModelError as exc:
@@ -114,19 +124,27 @@ class System:
         except ModelError as exc:
             raise ModelError(f"{self._origin_of(state)}: {exc}") from None
         known = self.world.known_ids
+        checked = self._checked
         for spec, frames in zip(self.actors, state[1]):
             if frames is None:
                 continue
-            for func, pc, values in frames:
-                prog = compile_actor(func)
-                at = f"{prog.filename}:{prog.block_lines[pc]}"
+            for frame in frames:
+                if checked.get(id(frame)) is frame:  # this very frame passed before
+                    continue
+                func, pc, values = frame
+                prog = self.program(func)
                 for name, value in zip(prog.local_names, values):
-                    check_value(
-                        value,
-                        f"{at}: local {name!r} of {prog.qualname} (actor {spec.name}), kept "
-                        "across this yield,",
-                        known,
-                    )
+                    try:
+                        check_value(value, "", known)
+                    except ModelError:  # again, saying where
+                        at = f"{prog.filename}:{prog.block_lines[pc]}"
+                        check_value(
+                            value,
+                            f"{at}: local {name!r} of {prog.qualname} (actor {spec.name}), "
+                            "kept across this yield,",
+                            known,
+                        )
+                remember_checked(checked, frame)
         hash(state)
 
     def _origin_of(self, state: State | None) -> str:
@@ -169,57 +187,60 @@ class System:
         frames_in = state[1][actor]
         assert frames_in is not None
         self.world.load(state[0])
-        # Only the innermost frame is copied; a caller's frame is copied when a return
-        # reaches it, and the callers below that (frames_in[:below]) stay shared.
+        # The running frame lives in locals (func, pc, values, prog); the frames it called
+        # into during this step wait in `entered`. Only the innermost stored frame is
+        # copied; a caller's frame is copied when a return reaches it, and the callers
+        # below that (frames_in[:below]) stay shared with the stored state.
         below = len(frames_in) - 1
-        top = frames_in[below]
-        frames: list[list[Any]] = [[top[0], top[1], list(top[2])]]
-        SCRIPT.reset(choices)
-        SCRIPT.actor = self.actors[actor].name
+        func, pc, stored = frames_in[below]
+        values = list(stored)
         programs = self._programs
+        prog = programs.get(func) or self.program(func)
+        entered: list[tuple[FunctionType, int, list[Any], Program]] = []
+        script = SCRIPT
+        script.reset(choices)
+        script.actor = self._names[actor]
         sent: Any = None
         budget = STEP_BUDGET
         label: Any = ""
         finished = False
         try:
             while True:
-                fr = frames[-1]
-                func = fr[0]
-                prog = programs.get(func) or self.program(func)
-                act = prog.blocks[fr[1]](fr[2], sent, func.__closure__)
+                act = prog.blocks[pc](values, sent, func.__closure__)
                 kind = act[0]
-                sent = None
                 if kind == YIELD:
-                    fr[1] = act[1]
+                    pc = act[1]
                     label = act[2]
                     break
+                sent = None
                 if kind == JUMP:
-                    fr[1] = act[1]
+                    pc = act[1]
                 elif kind == CALL:
-                    fr[1] = act[1]
                     callee = act[2]
                     if not isinstance(callee, FunctionType):
                         raise ModelError(f"`yield from` needs a generator function, got {callee!r}")
-                    cprog = self.program(callee)
-                    frames.append([callee, 0, cprog.bind(callee, act[3], act[4])])
-                elif kind == RETURN:
-                    frames.pop()
-                    if not frames:
-                        if not below:
-                            finished = True
-                            label = "return"
-                            break
-                        below -= 1
-                        caller = frames_in[below]
-                        frames.append([caller[0], caller[1], list(caller[2])])
+                    cprog = programs.get(callee) or self.program(callee)
+                    cvalues = cprog.bind(callee, act[3], act[4])
+                    entered.append((func, act[1], values, prog))
+                    func, pc, values, prog = callee, 0, cvalues, cprog
+                else:  # RETURN
                     sent = act[1]
+                    if entered:
+                        func, pc, values, prog = entered.pop()
+                    elif below:
+                        below -= 1
+                        func, pc, stored = frames_in[below]
+                        values = list(stored)
+                        prog = programs.get(func) or self.program(func)
+                    else:
+                        finished = True
+                        label = "return"
+                        break
                 budget -= 1
                 if budget == 0:
-                    fr = frames[-1]
-                    where = self.program(fr[0])
                     raise ModelError(
-                        f"{where.filename}:{where.block_lines[fr[1]]}: a step of "
-                        f"{where.qualname} ran {STEP_BUDGET:,} blocks without reaching a yield: "
+                        f"{prog.filename}:{prog.block_lines[pc]}: a step of "
+                        f"{prog.qualname} ran {STEP_BUDGET:,} blocks without reaching a yield: "
                         "a loop between two yields never ends; make every pass through the "
                         "loop yield, or let the loop end"
                     )
@@ -229,62 +250,48 @@ class System:
         except Blocked:
             self._restore()
             return Outcome("blocked")
-        except PropertyFailure as exc:
-            self._restore()
-            return Outcome(
-                "property",
-                message=exc.message,
-                stack=_stack_names(frames_in[:below], frames),
-                choices=tuple(SCRIPT.made),
-                line=_failure_line(exc),
-                prop=exc.prop,
-                events=tuple(SCRIPT.events),
-            )
-        except AssertionError as exc:
-            self._restore()
-            return Outcome(
-                "assertion",
-                message=str(exc) or "assertion failed",
-                stack=_stack_names(frames_in[:below], frames),
-                choices=tuple(SCRIPT.made),
-                line=_failure_line(exc),
-            )
         except (ModelError, CompileError):  # the model breaks the engine's rules: stop
             self._restore()
             raise
-        except Exception as exc:  # the model itself raised: a failure with a trace, not a crash
+        except Exception as exc:  # the model failed: a failure with a trace, not a crash
             self._restore()
-            return Outcome(
-                "error",
-                message=f"{type(exc).__name__}: {exc}",
-                stack=_stack_names(frames_in[:below], frames),
-                choices=tuple(SCRIPT.made),
-                line=_failure_line(exc),
-            )
+            live = [f[:3] for f in entered] + [(func, pc, values)]
+            return _failure(exc, _stack_names(frames_in[:below], live))
         world = self.world.snapshot(state[0])
         self.world.loaded = world
-        stack = _stack_names(frames_in[:below], frames) if detail else ()
-        line = self._yield_line(frames) if detail else ""
+        top = (func, pc, values)
         if finished:
             new_frames: ActorState = None
+        elif not entered:  # the usual case: the frame that yielded is the only one copied
+            new_frames = frames_in[:below] + (_freeze(func, pc, values, prog),)
         else:
-            new_frames = frames_in[:below] + tuple(_freeze(f, self.program(f[0])) for f in frames)
+            new_frames = frames_in[:below] + tuple(_freeze(*f) for f in entered)
+            new_frames += (_freeze(func, pc, values, prog),)
         actors = state[1][:actor] + (new_frames,) + state[1][actor + 1 :]
         new_state = (world, actors)
-        self._made = (new_state, actor, frames)  # for validate_state's messages
-        text = label if isinstance(label, str) else self._label_text(label, frames)
+        self._made = (new_state, actor, () if finished else (top,))  # for validate_state
+        text = label if isinstance(label, str) else self._label_text(label, (top,))
+        if detail:
+            live = [] if finished else [f[:3] for f in entered] + [top]
+            stack = _stack_names(frames_in[:below], live)
+            line = self._yield_line(live)
+        else:
+            stack, line = (), ""
+        made, events, failures = script.made, script.events, script.failures
         return Outcome(
             "ok",
             new_state,
             text,
             stack,
-            tuple(SCRIPT.made),
-            line=line,
-            events=tuple(SCRIPT.events),
-            failures=tuple(SCRIPT.failures),
+            tuple(made) if made else (),
+            "",
+            line,
+            "",
+            tuple(events) if events else (),
+            tuple(failures) if failures else (),
         )
 
-    def _label_text(self, label: Any, frames: list[list[Any]]) -> str:
+    def _label_text(self, label: Any, frames: Sequence[Sequence[Any]]) -> str:
         """A non-string label as text; a generator there is a forgotten ``yield from``."""
         if isinstance(label, (GeneratorType, CoroutineType)) or (
             isinstance(label, FunctionType) and label.__code__.co_flags & CO_GENERATOR
@@ -297,7 +304,7 @@ class System:
             )
         return repr(label)
 
-    def _yield_line(self, frames: list[list[Any]]) -> str:
+    def _yield_line(self, frames: Sequence[Sequence[Any]]) -> str:
         if not frames:
             return ""
         func, pc, _ = frames[-1]
@@ -306,9 +313,7 @@ class System:
 
     def _restore(self) -> None:
         """Undo a step's partial effects: write the stored state back into the objects."""
-        loaded = self.world.loaded
-        self.world.loaded = ()  # force a full reload
-        self.world.load(loaded)
+        self.world.restore()
 
     def reload(self) -> None:
         """Make the live objects hold the last loaded state again, whatever a step (perhaps
@@ -343,10 +348,52 @@ class System:
         return out
 
     def successors(self, state: State) -> Iterator[tuple[int, tuple[int, ...], Outcome]]:
-        """(actor, choice script, outcome) for every transition out of state."""
-        for i in range(len(self.actors)):
+        """(actor, choice script, outcome) for every transition out of state.
+
+        An actor's step reads only the world and its own frames, so its outcomes are a
+        function of (actor, its frames, the world): many states share that triple (they
+        differ in the other actors' frames), and the outcomes found for it are remembered
+        (up to memo_size triples) and reused with the other actors' frames of each state.
+        """
+        world, actors = state
+        memo = self._memo
+        if not self.memo_size:
+            for i in range(len(actors)):
+                for script, out in self._outcomes(state, i):
+                    yield i, script, out
+            return
+        for i, frames in enumerate(actors):
+            if frames is None:
+                continue
+            key = (i, frames, world)
+            try:
+                known = memo.get(key)
+                hashable = True
+            except TypeError:  # an unhashable value: the search reports it where it is stored
+                known = None
+                hashable = False
+            self._lookups += 1
+            if known is not None:
+                self._hits += 1
+                for script, kind, new_world, new_frames, fields in known:
+                    if kind == "ok":
+                        new_state = (new_world, actors[:i] + (new_frames,) + actors[i + 1 :])
+                        self._made = (new_state, i, new_frames or ())
+                        yield i, script, Outcome(kind, new_state, *fields)
+                    else:
+                        yield i, script, Outcome(kind, None, *fields)
+                continue
+            found: list[_Remembered] = []
             for script, out in self._outcomes(state, i):
+                found.append(_remembered(script, out, i))
                 yield i, script, out
+            if hashable:
+                if len(memo) >= self.memo_size:
+                    memo.clear()
+                memo[key] = found
+            if self._lookups == MEMO_TRIAL and self._hits * 5 < MEMO_TRIAL:
+                self.memo_size = 0  # rarely reused: remembering costs more than it saves
+                memo.clear()
 
     def unfinished(self, state: State, include_daemons: bool = False) -> list[str]:
         return [
@@ -356,11 +403,30 @@ class System:
         ]
 
     def check_invariants(self, state: State) -> list[tuple[str, str]]:
-        """[(property, message)] for every invariant false in state (world must be loaded)."""
+        """[(property, message)] for every invariant false in state.
+
+        Invariants read only the world, so their verdicts are remembered per world (up to
+        verdicts_size worlds): states that differ only in the actors' frames share them.
+        """
         invariants = self.model.invariants
         if not invariants:
             return []  # nothing to load the state for
-        self.world.load(state[0])
+        world = state[0]
+        memo = self._verdicts
+        try:
+            known = memo.get(world)
+        except TypeError:  # an unhashable value: the search reports it where it is stored
+            return self._evaluate(invariants, world)
+        if known is None:
+            known = self._evaluate(invariants, world)
+            if self.verdicts_size:
+                if len(memo) >= self.verdicts_size:
+                    memo.clear()
+                memo[world] = known
+        return list(known)
+
+    def _evaluate(self, invariants: list[Any], world: WorldTuple) -> list[tuple[str, str]]:
+        self.world.load(world)
         bad = []
         clock = CLOCK
         for prop in invariants:
@@ -400,15 +466,59 @@ class System:
         return f"{prog.name}:{prog.block_lines[pc]}"
 
 
-def _freeze(fr: list[Any], prog: Program) -> Frame:
+# What successors() remembers of one outcome: (script, kind, world and frames after the
+# step (ok only), the other fields of the Outcome in order)
+_Remembered = tuple[tuple[int, ...], str, WorldTuple, ActorState, tuple[Any, ...]]
+
+
+def _remembered(script: tuple[int, ...], out: Outcome, actor: int) -> _Remembered:
+    fields = (
+        out.label, out.stack, out.choices, out.message, out.line, out.prop, out.events,
+        out.failures,
+    )  # fmt: skip
+    if out.state is None:
+        return (script, out.kind, (), None, fields)
+    return (script, out.kind, out.state[0], out.state[1][actor], fields)
+
+
+def _freeze(func: FunctionType, pc: int, values: list[Any], prog: Program) -> Frame:
     """The frame as stored in a state: locals dead at its resume point are dropped."""
-    func, pc, values = fr
     for i in prog.dead[pc]:
         values[i] = UNSET  # the list belongs to this step, which is over
     return (func, pc, tuple(values))
 
 
-def _stack_names(callers: tuple[Frame, ...], frames: list[list[Any]]) -> tuple[str, ...]:
+def _failure(exc: Exception, stack: tuple[str, ...]) -> Outcome:
+    """The outcome of a step the model ended with fail(), a failed assert or an exception."""
+    script = SCRIPT
+    if isinstance(exc, PropertyFailure):
+        return Outcome(
+            "property",
+            message=exc.message,
+            stack=stack,
+            choices=tuple(script.made),
+            line=_failure_line(exc),
+            prop=exc.prop,
+            events=tuple(script.events),
+        )
+    if isinstance(exc, AssertionError):
+        return Outcome(
+            "assertion",
+            message=str(exc) or "assertion failed",
+            stack=stack,
+            choices=tuple(script.made),
+            line=_failure_line(exc),
+        )
+    return Outcome(
+        "error",
+        message=f"{type(exc).__name__}: {exc}",
+        stack=stack,
+        choices=tuple(script.made),
+        line=_failure_line(exc),
+    )
+
+
+def _stack_names(callers: tuple[Frame, ...], frames: Sequence[Sequence[Any]]) -> tuple[str, ...]:
     return tuple(f[0].__name__ for f in callers) + tuple(f[0].__name__ for f in frames)
 
 

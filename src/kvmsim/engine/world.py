@@ -13,6 +13,8 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterator
+from itertools import compress
+from operator import is_not, ne
 from typing import Any, ClassVar, get_origin
 
 ObjTuple = tuple[Any, ...]
@@ -111,6 +113,28 @@ def check_value(value: Any, where: str, known: set[int]) -> None:
     )
 
 
+CHECKED_SIZE = 100_000  # tuples remembered as validated (by identity) before starting afresh
+
+
+def remember_checked(checked: dict[int, Any], value: Any) -> None:
+    """Note that value (a tuple of a state) passed validation; keeping it in the dict keeps
+    its id from being reused by another object."""
+    if len(checked) >= CHECKED_SIZE:
+        checked.clear()
+    checked[id(value)] = value
+
+
+def _rewrite(d: dict[str, Any], fields: tuple[str, ...], vals: ObjTuple, old: Any) -> None:
+    """Make d hold vals, given that it holds old (None: unknown): only the fields whose
+    values differ are written (a stray attribute a step added is dropped)."""
+    if old is None or len(d) != len(vals) or len(old) != len(vals):
+        d.clear()
+        d.update(zip(fields, vals))
+        return
+    for f, v in compress(zip(fields, vals), map(is_not, vals, old)):
+        d[f] = v
+
+
 class World:
     """Every Struct reachable from the model's roots, in a fixed order."""
 
@@ -124,7 +148,13 @@ class World:
         # The objects' __dict__s (never replaced, only cleared and refilled): the hot path
         # reads and writes them directly.
         self._dicts = [o.__dict__ for o in self.objects]
+        self._slots = range(len(self.objects))
+        self._checked: dict[int, Any] = {}  # validate(): tuples that passed, by id
         self.loaded: WorldTuple = self.snapshot_full()
+        # The last snapshot that changed something: (its result, its base, the slots where
+        # they differ). When its result is the loaded world, loading its base again (the
+        # next step from the same state) rewrites only those slots.
+        self._undo: tuple[WorldTuple, WorldTuple, list[int]] = ((), (), [])
 
     def _discover(self, value: Any, path: str) -> None:
         if isinstance(value, Struct):
@@ -165,26 +195,49 @@ class World:
         return tuple(tuple(o.__dict__.values()) for o in self.objects)
 
     def snapshot(self, base: WorldTuple) -> WorldTuple:
-        """The current contents, sharing each unchanged object's tuple with base."""
-        return tuple(
-            [old if (new := tuple(d.values())) == old else new for d, old in zip(self._dicts, base)]
-        )
+        """The current contents, sharing each unchanged object's tuple with base (which
+        must be the loaded world). Records which objects differ, so that loading base
+        again (the next step from the same state) rewrites only those."""
+        news = list(map(tuple, map(dict.values, self._dicts)))
+        changed = list(compress(self._slots, map(ne, news, base)))
+        if not changed:
+            return base
+        out = list(base)
+        for i in changed:
+            out[i] = news[i]
+        world = tuple(out)
+        self._undo = (world, base, changed)
+        return world
 
     def load(self, target: WorldTuple) -> None:
         """Make the live objects hold target's values (only those that differ)."""
         loaded: tuple[Any, ...] = self.loaded
         if target is loaded:
             return
+        made, base, changed = self._undo
+        if made is loaded and target is base:  # back to a snapshot's base: rewrite its changes
+            dicts, names = self._dicts, self.fields
+            for i in changed:
+                _rewrite(dicts[i], names[i], target[i], made[i])
+            self.loaded = target
+            return
         if len(loaded) != len(target):  # a full reload
             loaded = (None,) * len(target)
         for d, fields, vals, old in zip(self._dicts, self.fields, target, loaded):
             if vals is not old:
-                if len(vals) != len(d):  # a stray attribute was added by a step; drop it
-                    d.clear()
-                d.update(zip(fields, vals))
+                _rewrite(d, fields, vals, old)
         self.loaded = target
 
+    def restore(self) -> None:
+        """Make the live objects hold the loaded world again, whatever a step (perhaps
+        interrupted half-way) wrote into them: each object that differs is rewritten."""
+        for d, fields, vals in zip(self._dicts, self.fields, self.loaded):
+            if len(d) != len(vals) or any(map(is_not, d.values(), vals)):
+                d.clear()
+                d.update(zip(fields, vals))
+
     def validate(self, state: WorldTuple) -> None:
+        checked = self._checked
         for name, obj, vals in zip(self.names, self.objects, state):
             fields = type(obj)._fields
             if len(vals) != len(fields) or len(obj.__dict__) != len(fields):
@@ -193,8 +246,11 @@ class World:
                     f"{name}.{sorted(extra)[0] if extra else '?'} is not a declared field of "
                     f"{type(obj).__name__}; declare it as an annotated class attribute"
                 )
+            if checked.get(id(vals)) is vals:  # this very tuple passed before (states share)
+                continue
             for f, v in zip(fields, vals):
                 check_value(v, f"{name}.{f}" if name else f, self._ids)
+            remember_checked(checked, vals)
 
     def describe(self, state: WorldTuple) -> dict[str, Any]:
         """Flat {path: value} view of a state, for traces and reports."""

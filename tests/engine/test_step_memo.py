@@ -1,0 +1,173 @@
+"""The step's shortcuts must be invisible: successors() reusing the outcomes of an (actor,
+frames, world) triple it has met, invariant verdicts reused per world, World.load rewriting
+only what the last step changed, and a failed step restoring only the objects that differ."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+
+from kvmsim.engine import Model, Options, Setup, Struct, await_, check, choose
+from kvmsim.engine import system as system_module
+from kvmsim.engine.system import Outcome, State, System
+
+from .bench import counters
+from .random_models import build, specs
+from .support import Steps
+
+
+def view(actor: int, script: tuple[int, ...], out: Outcome) -> tuple[Any, ...]:
+    return (actor, script, out.kind, out.state, out.label, out.choices, out.message,
+            out.prop, out.events, out.failures)  # fmt: skip
+
+
+def fresh(system: System, state: State) -> list[tuple[Any, ...]]:
+    """Every outcome from state by running each step (never the remembered outcomes)."""
+    return [
+        view(i, script, out)
+        for i in range(len(system.actors))
+        for script, out in system._outcomes(state, i)
+    ]
+
+
+def reachable(system: System) -> list[State]:
+    seen = {system.initial}
+    todo = deque([system.initial])
+    order = []
+    while todo:
+        state = todo.popleft()
+        order.append(state)
+        for _i, _script, out in system.successors(state):
+            if out.state is not None and out.state not in seen:
+                seen.add(out.state)
+                todo.append(out.state)
+    return order
+
+
+def assert_shortcuts_invisible(system: System) -> None:
+    for state in reachable(system):
+        expected = fresh(system, state)
+        for _ in range(2):  # the second time round every triple is remembered
+            got = []
+            for i, script, out in system.successors(state):
+                got.append(view(i, script, out))
+                # whatever the step left in the objects, loading state brings it back
+                system.world.load(state[0])
+                assert system.world.snapshot_full() == state[0]
+            assert got == expected
+
+
+@settings(deadline=None, max_examples=40)
+@given(specs)
+def test_remembered_outcomes_equal_fresh_ones(spec: Any) -> None:
+    system = System(build(spec))
+    assert_shortcuts_invisible(system)
+    assert system._hits > 0
+
+
+def test_remembered_outcomes_on_a_bigger_model() -> None:
+    system = System(counters(2, 3))
+    assert_shortcuts_invisible(system)
+    assert system._hits > system._lookups / 2
+
+
+class Cell(Struct):
+    x: int = 0
+    y: int = 0
+
+
+def local_counter(c: Cell, n: int) -> Steps:
+    i = 0
+    while i < n:
+        i += 1
+        yield "tick"
+
+
+def writer(c: Cell) -> Steps:
+    while True:
+        c.x = choose((0, 1), "x")
+        yield "write"
+
+
+def pair_model(n: int, calls: list[int]) -> Model:
+    """Two actors that only count locally and one that writes x: few worlds, many states."""
+    model = Model("pairs")
+
+    @model.setup
+    def setup(s: Setup) -> Cell:
+        c = Cell()
+        s.actor("a", local_counter, c, n)
+        s.actor("b", local_counter, c, n)
+        s.actor("w", writer, c, daemon=True)
+        return c
+
+    @model.invariant("x below 2")
+    def small(c: Cell) -> bool:
+        calls.append(1)
+        return c.x < 2
+
+    return model
+
+
+def test_invariants_are_evaluated_once_per_world() -> None:
+    calls: list[int] = []
+    result = check(pair_model(6, calls), Options(liveness=False))
+    assert not result.violations and result.stats.states > 50
+    assert len(calls) == 2  # x = 0 and x = 1, not once per state
+
+
+def test_results_do_not_depend_on_the_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_memo = check(pair_model(4, []), Options())
+    monkeypatch.setattr(system_module, "MEMO_SIZE", 0)
+    without = check(pair_model(4, []), Options())
+    assert with_memo.stats.states == without.stats.states
+    assert with_memo.stats.transitions == without.stats.transitions
+    assert with_memo.verdict == without.verdict
+
+
+def test_the_memo_gives_up_when_triples_do_not_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(system_module, "MEMO_TRIAL", 50)
+    model = Model("one counter")
+
+    @model.setup
+    def setup(s: Setup) -> Cell:
+        c = Cell()
+        s.actor("a", local_counter, c, 200)
+        return c
+
+    system = System(model)
+    assert len(reachable(system)) == 202  # entry, 200 ticks, finished
+    assert system.memo_size == 0  # every triple was new: remembering them only cost time
+    again = System(pair_model(6, []))
+    reachable(again)
+    assert again.memo_size == system_module.MEMO_SIZE
+
+
+def spoiler(c: Cell, how: str) -> Steps:
+    c.x = 1
+    c.__dict__["stray"] = 5
+    if how == "block":
+        await_(False)
+    elif how == "raise":
+        raise ValueError("boom")
+    yield "never"
+
+
+@pytest.mark.parametrize(("how", "kind"), [("block", "blocked"), ("raise", "error")])
+def test_a_failed_step_leaves_the_world_as_it_was(how: str, kind: str) -> None:
+    model = Model("spoiler")
+
+    @model.setup
+    def setup(s: Setup) -> Cell:
+        c = Cell()
+        s.actor("a", spoiler, c, how)
+        return c
+
+    system = System(model)
+    (out,) = [o for _i, _s, o in system.successors(system.initial)]
+    assert out.kind == kind
+    assert system.world.snapshot_full() == system.initial[0]
+    assert vars(system.root) == {"x": 0, "y": 0}
