@@ -28,174 +28,18 @@ the quotient is not a cycle of the full graph): the search turns the reduction o
 
 from __future__ import annotations
 
-import enum
-import marshal
 from collections import Counter
-from collections.abc import Callable
-from functools import partial
-from itertools import permutations, product
-from operator import itemgetter, lt
-from types import FunctionType
+from itertools import product
 from typing import Any
 
-from .compiler import UNSET
-from .system import ActorState, State, System
-from .world import ModelError, Struct, WorldTuple
+from .canon import CACHE_LIMIT, Entry, Group, Plan, image, in_order, orders, stable
+from .system import State, System
+from .world import ModelError
 
 AUDIT_FIRST = 300  # audit every one of the first states explored...
 AUDIT_EVERY = 64  # ...then one in this many
-CACHE_LIMIT = 200_000  # entries per memo table before it is cleared
-_MISSING = object()
 
 Renaming = tuple[dict[int, Any], dict[str, str]]  # object id -> object, actor name -> name
-
-
-class _Memo:
-    """fn(part), cached by the part's identity (states share unchanged parts with their
-    parent, so this hits most often) and then by value; bounded. An entry holds its part, so
-    the id it is filed under cannot be reused while it is there."""
-
-    __slots__ = ("fn", "ids", "values")
-
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
-        self.fn = fn
-        self.ids: dict[int, tuple[Any, Any]] = {}
-        self.values: dict[Any, Any] = {}
-
-    def __call__(self, part: Any) -> Any:
-        hit = self.ids.get(id(part))
-        if hit is not None and hit[0] is part:
-            return hit[1]
-        got = self.values.get(part, _MISSING)
-        if got is _MISSING:
-            got = self.fn(part)
-            if len(self.values) >= CACHE_LIMIT:
-                self.values.clear()
-            self.values[part] = got
-        if len(self.ids) >= CACHE_LIMIT:
-            self.ids.clear()
-        self.ids[id(part)] = (part, got)
-        return got
-
-
-class _Group:
-    """One declared symmetry, resolved to actor indices and object slots, with each
-    member's signature: its own data (objects' fields but identity ones, actor frames) with
-    references to its own objects, to other members' objects and to actor names abstracted,
-    so that member i of a state and member p(i) of its image under p have equal ones."""
-
-    def __init__(
-        self,
-        actors: list[int],
-        slots: list[tuple[int, ...]],
-        names: list[str],
-        slot_of: dict[int, int],
-        objects: list[Any],
-        identity: dict[int, tuple[int, ...]],
-    ) -> None:
-        self.actors = actors
-        self.slots = slots
-        self.names = names
-        self.identity = tuple(range(len(actors)))
-        # per member: its objects' tuples (one, or a tuple of them), its actor, the
-        # signatures by raw parts seen so far and how to compute a new one
-        self._members: list[
-            tuple[Callable[[Any], Any], int, dict[Any, bytes], Callable[[Any], bytes]]
-        ] = []
-        for i, own_slots in enumerate(slots):
-            objs = {id(objects[s]): ("own", j) for j, s in enumerate(own_slots)}
-            for k, other in enumerate(slots):
-                if k != i:
-                    for j, s in enumerate(other):
-                        objs[id(objects[s])] = ("member", j)
-            strs: dict[str, Any] = {n: ("member-name",) for n in names}
-            strs[names[i]] = ("own-name",)
-            skips = [identity.get(s, ()) for s in own_slots]
-            compute = partial(_member_signature, slot_of, (objs, strs), skips)
-            self._members.append((itemgetter(*own_slots), actors[i], {}, compute))
-
-    @property
-    def size(self) -> int:
-        return len(self.actors)
-
-    def signatures(self, world: WorldTuple, actors: tuple[ActorState, ...]) -> list[bytes]:
-        """Every member's signature in state (world, actors), in member order."""
-        out = []
-        for own, a, cache, compute in self._members:
-            raw = (own(world), actors[a])
-            sig = cache.get(raw)
-            if sig is None:
-                sig = compute(raw)
-                if len(cache) >= CACHE_LIMIT:
-                    cache.clear()
-                cache[raw] = sig
-            out.append(sig)
-        return out
-
-
-class _Plan:
-    """How one permutation moves a state's parts, with its renaming cached per part."""
-
-    def __init__(self, red: SymmetryReducer, perms: tuple[tuple[int, ...], ...]) -> None:
-        objs, strs = red.renaming(list(perms))
-        self.renames = bool(objs or strs)
-        slot_src = list(range(len(red.objects)))  # slot_src[dst]: the slot moved to dst
-        actor_src = list(range(len(red.system.actors)))
-        for group, perm in zip(red.groups, perms):
-            for i, j in enumerate(perm):
-                actor_src[group.actors[j]] = group.actors[i]
-                for src, dst in zip(group.slots[i], group.slots[j]):
-                    slot_src[dst] = src
-        self.slot_src = slot_src
-        self.actor_src = actor_src
-        self.fixes = [
-            (dst, red.identity[dst])
-            for dst, src in enumerate(slot_src)
-            if src != dst and red.identity.get(dst)
-        ]
-        self.cache: dict[Any, Any] = {}
-        self._rename = partial(_rename, objs=objs, strs=strs)
-
-    def renamed(self, parts: list[Any]) -> list[Any]:
-        """parts with references renamed, each looked up in (or added to) the cache."""
-        cache = self.cache
-        out = [cache.get(p) for p in parts]
-        if None in out:
-            if len(cache) >= CACHE_LIMIT:
-                cache.clear()
-            for k, p in enumerate(parts):
-                if out[k] is None:
-                    if p is None:
-                        continue
-                    got = cache[p] = self._rename(p)
-                    out[k] = got
-        return out
-
-
-def _orders(sigs: list[bytes]) -> list[tuple[int, ...]]:
-    """The permutations that sort members by signature (perm[i]: member i's new place):
-    one per ordering of each run of equal signatures."""
-    n = len(sigs)
-    order = sorted(range(n), key=sigs.__getitem__)
-    ranked = [sigs[i] for i in order]
-    if all(map(lt, ranked, ranked[1:])):  # no ties: one permutation
-        perm = [0] * n
-        for pos, i in enumerate(order):
-            perm[i] = pos
-        return [tuple(perm)]
-    runs: list[list[int]] = []
-    for i in order:
-        if runs and sigs[runs[-1][0]] == sigs[i]:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    out: list[tuple[int, ...]] = []
-    for combo in product(*(permutations(r) for r in runs)):
-        perm = [0] * n
-        for pos, i in enumerate(i for run in combo for i in run):
-            perm[i] = pos
-        out.append(tuple(perm))
-    return out
 
 
 class SymmetryReducer:
@@ -206,7 +50,7 @@ class SymmetryReducer:
         world = system.world
         self.slot_of = {id(o): i for i, o in enumerate(world.objects)}
         self.objects = world.objects
-        self.groups: list[_Group] = []
+        self.groups: list[Group] = []
         self.unordered: dict[int, set[int]] = {}
         self.identity: dict[int, tuple[int, ...]] = {}
         names = system.names()
@@ -252,7 +96,7 @@ class SymmetryReducer:
                     )
             names_ = [system.actors[a].name for a in actors]
             self.groups.append(
-                _Group(actors, slots, names_, self.slot_of, self.objects, self.identity)
+                Group(actors, slots, names_, self.slot_of, self.objects, self.identity)
             )
             for obj, fname in sym.unordered:
                 if id(obj) not in self.slot_of:
@@ -260,9 +104,9 @@ class SymmetryReducer:
                 slot = self.slot_of[id(obj)]
                 self.unordered.setdefault(slot, set()).add(world.fields[slot].index(fname))
         self.audited = 0
-        self._plans: dict[tuple[tuple[int, ...], ...], _Plan] = {}
+        self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}
         self._sorted_cache: dict[Any, Any] = {}
-        self._part_stable = _Memo(partial(stable, slot_of=self.slot_of))
+        self._stable_parts: dict[Any, Any] = {}
         self.check_initial()
 
     # -- permuting a state ---------------------------------------------------------------
@@ -283,31 +127,33 @@ class SymmetryReducer:
         """The state with the members moved by perms; sort: put the unordered fields back in
         creation order (so that a tuple indexed by an identity field still finds the member
         that index names)."""
-        plan = self._plan(tuple(perms))
         world, actors = state
-        if plan.renames:
-            new_world = plan.renamed([world[s] for s in plan.slot_src])
-            new_actors = plan.renamed([actors[a] for a in plan.actor_src])
-        else:
-            new_world = [world[s] for s in plan.slot_src]
-            new_actors = [actors[a] for a in plan.actor_src]
-        for dst, fix in plan.fixes:  # identity fields stay with the object they name
-            changed = list(new_world[dst])
-            for k in fix:
-                changed[k] = world[dst][k]
-            new_world[dst] = tuple(changed)
+        found = [g.entries(world, actors) for g in self.groups]
+        return self._image(state, self._plan(tuple(perms)), found, sort)
+
+    def _image(self, state: State, plan: Plan, found: list[list[Entry]], sort: bool) -> State:
+        new_world, new_actors = image(state[0], state[1], plan, self.groups, found)
         if sort and self.unordered:
             self._sort_unordered(new_world)
         return (tuple(new_world), tuple(new_actors))
 
-    def _plan(self, perms: tuple[tuple[int, ...], ...]) -> _Plan:
+    def _plan(self, perms: tuple[tuple[int, ...], ...]) -> Plan:
         plan = self._plans.get(perms)
         if plan is None:
-            plan = self._plans[perms] = _Plan(self, perms)
+            plan = self._plans[perms] = Plan(
+                self.groups,
+                perms,
+                len(self.objects),
+                len(self.system.actors),
+                self.objects,
+                self.identity,
+            )
         return plan
 
-    def _sort_unordered(self, world: list[Any]) -> None:
-        """Sort the unordered fields of world (a list of object tuples) in place."""
+    def _sort_unordered(self, world: list[Any]) -> bool:
+        """Sort the unordered fields of world (a list of object tuples) in place; whether
+        any was out of order."""
+        changed = False
         for slot, fields in self.unordered.items():
             vals = world[slot]
             out = None
@@ -318,6 +164,8 @@ class SymmetryReducer:
                     out[k] = got
             if out is not None:
                 world[slot] = tuple(out)
+                changed = True
+        return changed
 
     def _sorted(self, value: Any) -> Any:
         """value in creation order (value itself when it already is)."""
@@ -338,30 +186,29 @@ class SymmetryReducer:
         Members are sorted by their signatures; only members whose signatures tie are tried
         in every order, keeping the image with the least stable encoding. A state whose
         members are already in strict signature order is its own key (after sorting the
-        unordered fields), so most states cost one signature per member and no copy."""
+        unordered fields), so most states cost one cached lookup per member and no copy."""
         world, actors = state
         choices: list[list[tuple[int, ...]]] = []
+        found: list[list[Entry]] = []
         moved = False
         for group in self.groups:
-            sigs = group.signatures(world, actors)
-            if all(map(lt, sigs, sigs[1:])):
+            entries = group.entries(world, actors)
+            found.append(entries)
+            sigs = [e[0] for e in entries]
+            if in_order(sigs):
                 choices.append([group.identity])
-                continue
-            moved = True
-            choices.append(_orders(sigs))
+            else:
+                moved = True
+                choices.append(orders(sigs))
         if not moved:
-            if not self.unordered:
-                return state
-            new_world = list(world)
-            self._sort_unordered(new_world)
-            return (tuple(new_world), actors)
-        if len(choices) == 1:
-            candidates: list[tuple[tuple[int, ...], ...]] = [(c,) for c in choices[0]]
-        else:
-            candidates = list(product(*choices))
-        if len(candidates) == 1:
-            return self.permute(state, list(candidates[0]), sort=True)
-        images = {self.permute(state, list(c), sort=True) for c in candidates}
+            if self.unordered:
+                new_world = list(world)
+                if self._sort_unordered(new_world):
+                    return (tuple(new_world), actors)
+            return state
+        if all(len(c) == 1 for c in choices):
+            return self._image(state, self._plan(tuple(c[0] for c in choices)), found, True)
+        images = {self._image(state, self._plan(c), found, True) for c in product(*choices)}
         if len(images) == 1:
             return images.pop()
         return min(images, key=self._encoding)
@@ -369,19 +216,25 @@ class SymmetryReducer:
     def _encoding(self, state: State) -> Any:
         """A stable, totally ordered encoding of state (tie-breaks between candidate keys),
         built from cached encodings of its parts."""
-        enc = self._part_stable
-        world, actors = state
-        return (tuple([enc(v) for v in world]), tuple([enc(f) for f in actors]))
+        cache = self._stable_parts
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        out = []
+        for part in (*state[0], *state[1]):
+            enc = cache.get(part)
+            if enc is None:
+                enc = cache[part] = stable(part, self.slot_of)
+            out.append(enc)
+        return tuple(out)
 
-    def signature(self, state: State, group: _Group, i: int) -> Any:
+    def signature(self, state: State, group: Group, i: int) -> bytes:
         """Member i's own data, with references into the group abstracted (stable order)."""
-        return group.signatures(state[0], state[1])[i]
+        sig: bytes = group.entries(state[0], state[1])[i][0]
+        return sig
 
-    def stable(
-        self, value: Any, tokens: tuple[dict[int, Any], dict[str, Any]] | None = None
-    ) -> Any:
+    def stable(self, value: Any) -> Any:
         """A totally ordered, process-independent encoding of a value."""
-        return stable(value, self.slot_of, tokens)
+        return stable(value, self.slot_of)
 
     # -- checking the declaration ------------------------------------------------------------
     def check_initial(self) -> None:
@@ -458,76 +311,3 @@ class SymmetryReducer:
             child = self.key(out.state) if out.state is not None else None
             outs[(out.kind, out.prop, frozenset(p for p, _ in out.failures), child)] += 1
         return bad, outs
-
-
-def _member_signature(
-    slot_of: dict[int, int],
-    tokens: tuple[dict[int, Any], dict[str, Any]],
-    skips: list[tuple[int, ...]],
-    raw: tuple[Any, ...],
-) -> bytes:
-    """A member's signature from its raw parts (its objects' tuples, one or a tuple of them,
-    then its frames): each object's fields but the identity ones, then the frames, encoded
-    with tokens for the group's objects and names. Bytes (marshal format 2, which depends on
-    values alone) compare fast and in the same order in every process."""
-    objs = raw[0] if len(skips) > 1 else (raw[0],)
-    out: list[Any] = [
-        tuple(stable(v, slot_of, tokens) for k, v in enumerate(vals) if k not in skip)
-        for skip, vals in zip(skips, objs)
-    ]
-    out.append(stable(raw[1], slot_of, tokens))
-    return marshal.dumps(tuple(out), 2)
-
-
-def stable(
-    value: Any,
-    slot_of: dict[int, int],
-    tokens: tuple[dict[int, Any], dict[str, Any]] | None = None,
-) -> Any:
-    """A totally ordered, process-independent encoding of a value; tokens: what to write
-    for some objects (by id) and strings instead of their own encoding."""
-    t = type(value)
-    if t is bool:
-        return ("b", value)
-    if t is int:
-        return ("i", value)
-    if t is str:
-        if tokens is not None and value in tokens[1]:
-            return ("m", tokens[1][value])
-        return ("s", value)
-    if value is None:
-        return ("n",)
-    if t is tuple:
-        return ("t", tuple([stable(v, slot_of, tokens) for v in value]))
-    if t is frozenset:
-        return ("F", tuple(sorted([stable(v, slot_of, tokens) for v in value])))
-    if isinstance(value, Struct):
-        if tokens is not None and id(value) in tokens[0]:
-            return ("m", tokens[0][id(value)])
-        return ("S", slot_of.get(id(value), -1))
-    if value is UNSET:
-        return ("u",)
-    if isinstance(value, enum.Enum):
-        return ("e", type(value).__qualname__, value.name)
-    if isinstance(value, float):
-        return ("f", value)
-    if isinstance(value, FunctionType):
-        return ("c", value.__module__, value.__qualname__)
-    return ("r", t.__qualname__, repr(value))
-
-
-def _rename(value: Any, objs: dict[int, Any], strs: dict[str, str]) -> Any:
-    """value with objects and names renamed (value itself when nothing is)."""
-    t = type(value)
-    if t is int or t is bool or value is None:
-        return value
-    if t is str:
-        return strs.get(value, value)
-    if t is tuple:
-        out = [_rename(v, objs, strs) for v in value]
-        return value if all(a is b for a, b in zip(out, value)) else tuple(out)
-    if t is frozenset:
-        return frozenset([_rename(v, objs, strs) for v in value])
-    if isinstance(value, Struct):
-        return objs.get(id(value), value)
-    return value
