@@ -140,6 +140,10 @@ class Plan:
         identity: dict[int, tuple[int, ...]],
     ) -> None:
         self.perms = perms
+        # per group, per member: the slots and the actor it moves to
+        self.places = [
+            [(group.slots[j], group.actors[j]) for j in perm] for group, perm in zip(groups, perms)
+        ]
         objs: dict[int, Any] = {}
         strs: dict[str, str] = {}
         member_slots: set[int] = set()
@@ -186,19 +190,18 @@ def image(
     """The parts of plan's image of a state whose members' entries are found (per group)."""
     new_world: list[Any] = list(world)
     new_actors: list[Any] = list(actors)
-    for group, entries, perm in zip(groups, found, plan.perms):
-        for i, entry in enumerate(entries):
+    for group, entries, places in zip(groups, found, plan.places):
+        for entry, (slots, actor) in zip(entries, places):
             got = entry[1].get(plan)
             if got is None:
                 objs, frames = entry[2]
                 got = entry[1][plan] = (plan.rename(objs), plan.rename(frames))
-            j = perm[i]
             if group.single:
-                new_world[group.slots[j][0]] = got[0]
+                new_world[slots[0]] = got[0]
             else:
-                for dst, vals in zip(group.slots[j], got[0]):
+                for dst, vals in zip(slots, got[0]):
                     new_world[dst] = vals
-            new_actors[group.actors[j]] = got[1]
+            new_actors[actor] = got[1]
     if plan.renames:
         renamed = plan.renamed
         for s in plan.other_slots:

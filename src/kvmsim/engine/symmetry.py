@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import product
+from operator import lt
 from typing import Any
 
 from .canon import CACHE_LIMIT, Entry, Group, Plan, image, in_order, orders, stable
@@ -37,7 +38,7 @@ from .system import State, System
 from .world import ModelError
 
 AUDIT_FIRST = 300  # audit every one of the first states explored...
-AUDIT_EVERY = 64  # ...then one in this many
+AUDIT_EVERY = 128  # ...then one in this many
 
 Renaming = tuple[dict[int, Any], dict[str, str]]  # object id -> object, actor name -> name
 
@@ -188,6 +189,15 @@ class SymmetryReducer:
         members are already in strict signature order is its own key (after sorting the
         unordered fields), so most states cost one cached lookup per member and no copy."""
         world, actors = state
+        if len(self.groups) == 1:  # the usual case, without the general bookkeeping
+            entries = self.groups[0].entries(world, actors)
+            sigs = [e[0] for e in entries]
+            if all(map(lt, sigs, sigs[1:])):
+                return self._sorted_state(state)
+            perms = orders(sigs)
+            if len(perms) == 1:
+                plan = self._plans.get(tuple(perms)) or self._plan(tuple(perms))
+                return self._image(state, plan, [entries], True)
         choices: list[list[tuple[int, ...]]] = []
         found: list[list[Entry]] = []
         moved = False
@@ -201,17 +211,21 @@ class SymmetryReducer:
                 moved = True
                 choices.append(orders(sigs))
         if not moved:
-            if self.unordered:
-                new_world = list(world)
-                if self._sort_unordered(new_world):
-                    return (tuple(new_world), actors)
-            return state
+            return self._sorted_state(state)
         if all(len(c) == 1 for c in choices):
             return self._image(state, self._plan(tuple(c[0] for c in choices)), found, True)
         images = {self._image(state, self._plan(c), found, True) for c in product(*choices)}
         if len(images) == 1:
             return images.pop()
         return min(images, key=self._encoding)
+
+    def _sorted_state(self, state: State) -> State:
+        """state with its unordered fields sorted (state itself when they are)."""
+        if self.unordered:
+            new_world = list(state[0])
+            if self._sort_unordered(new_world):
+                return (tuple(new_world), state[1])
+        return state
 
     def _encoding(self, state: State) -> Any:
         """A stable, totally ordered encoding of state (tie-breaks between candidate keys),
