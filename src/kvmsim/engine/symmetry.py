@@ -15,7 +15,11 @@ The representative is the permuted state whose members are sorted by a stable si
 their own data (no salted ``hash()``); members with equal signatures are ordered by trying
 their permutations and keeping the least stable encoding of the whole state. Declared
 *unordered* fields (a tuple listing the group's objects in an order the model's behaviour
-does not depend on) are sorted in the key.
+does not depend on) are sorted in the key. Why this is a function of the orbit: the image
+under p of member i has the same signature as member i, so the set of sorting permutations
+of p(s) is that of s composed with p^-1, and gives the same images; the key is one of s's own
+images, so states of two orbits never share it. The per-state work (cached signatures, one
+image when nothing ties, none when members are already in order) is in canon.py.
 
 A declaration the model does not honour would make the search unsound, so it is checked: the
 initial state must be its own image under every transposition of members, and on a sample of
