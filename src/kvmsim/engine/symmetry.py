@@ -15,7 +15,11 @@ The representative is the permuted state whose members are sorted by a stable si
 their own data (no salted ``hash()``); members with equal signatures are ordered by trying
 their permutations and keeping the least stable encoding of the whole state. Declared
 *unordered* fields (a tuple listing the group's objects in an order the model's behaviour
-does not depend on) are sorted in the key.
+does not depend on) are sorted in the key. Why this is a function of the orbit: the image
+under p of member i has the same signature as member i, so the set of sorting permutations
+of p(s) is that of s composed with p^-1, and gives the same images; the key is one of s's own
+images, so states of two orbits never share it. The per-state work (cached signatures, one
+image when nothing ties, none when members are already in order) is in canon.py.
 
 A declaration the model does not honour would make the search unsound, so it is checked: the
 initial state must be its own image under every transposition of members, and on a sample of
@@ -28,34 +32,19 @@ the quotient is not a cycle of the full graph): the search turns the reduction o
 
 from __future__ import annotations
 
-import enum
 from collections import Counter
-from itertools import permutations, product
-from types import FunctionType
+from itertools import product
+from operator import lt
 from typing import Any
 
-from .compiler import UNSET
+from .canon import CACHE_LIMIT, Entry, Group, Plan, image, in_order, orders, stable
 from .system import State, System
-from .world import ModelError, Struct
+from .world import ModelError
 
 AUDIT_FIRST = 300  # audit every one of the first states explored...
-AUDIT_EVERY = 64  # ...then one in this many
-CACHE_LIMIT = 400_000  # entries per memo table before it is cleared
+AUDIT_EVERY = 128  # ...then one in this many
 
 Renaming = tuple[dict[int, Any], dict[str, str]]  # object id -> object, actor name -> name
-
-
-class _Group:
-    """One declared symmetry, resolved to actor indices and object slots."""
-
-    def __init__(self, actors: list[int], slots: list[tuple[int, ...]], names: list[str]) -> None:
-        self.actors = actors
-        self.slots = slots
-        self.names = names
-
-    @property
-    def size(self) -> int:
-        return len(self.actors)
 
 
 class SymmetryReducer:
@@ -66,7 +55,7 @@ class SymmetryReducer:
         world = system.world
         self.slot_of = {id(o): i for i, o in enumerate(world.objects)}
         self.objects = world.objects
-        self.groups: list[_Group] = []
+        self.groups: list[Group] = []
         self.unordered: dict[int, set[int]] = {}
         self.identity: dict[int, tuple[int, ...]] = {}
         names = system.names()
@@ -104,23 +93,25 @@ class SymmetryReducer:
                         f"symmetry: {spec.name} and {first.name} do not run the same function "
                         "with the same flags (must_finish, daemon)"
                     )
-            group = _Group(actors, slots, [system.actors[a].name for a in actors])
-            self.groups.append(group)
             for member in slots:
                 for slot in member:
                     fields = world.fields[slot]
                     self.identity[slot] = tuple(
                         i for i, f in enumerate(fields) if f in sym.identity
                     )
+            names_ = [system.actors[a].name for a in actors]
+            self.groups.append(
+                Group(actors, slots, names_, self.slot_of, self.objects, self.identity)
+            )
             for obj, fname in sym.unordered:
                 if id(obj) not in self.slot_of:
                     raise ModelError(f"symmetry: {obj!r} (unordered) is not part of the state")
                 slot = self.slot_of[id(obj)]
                 self.unordered.setdefault(slot, set()).add(world.fields[slot].index(fname))
         self.audited = 0
-        self._plans: dict[tuple[tuple[int, ...], ...], Any] = {}
+        self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}
         self._sorted_cache: dict[Any, Any] = {}
-        self._sigs: dict[Any, Any] = {}
+        self._stable_parts: dict[Any, Any] = {}
         self.check_initial()
 
     # -- permuting a state ---------------------------------------------------------------
@@ -141,59 +132,53 @@ class SymmetryReducer:
         """The state with the members moved by perms; sort: put the unordered fields back in
         creation order (so that a tuple indexed by an identity field still finds the member
         that index names)."""
-        plan = self._plan(tuple(perms))
-        objs, strs, slot_dest, actor_dest, cache = plan
         world, actors = state
-        if len(cache) > CACHE_LIMIT:
-            cache.clear()
-        new_world: list[Any] = list(world)
-        for src, vals in enumerate(world):
-            dst = slot_dest[src]
-            out = cache.get(vals)
-            if out is None:
-                out = tuple([_rename(v, objs, strs) for v in vals]) if objs else vals
-                cache[vals] = out
-            fix = self.identity.get(dst)
-            unordered = self.unordered.get(dst) if sort else None
-            if (fix and src != dst) or unordered:
-                changed = list(out)
-                if src != dst:
-                    for k in fix or ():
-                        changed[k] = world[dst][k]
-                for k in unordered or ():
-                    changed[k] = self._sorted(changed[k])
-                out = tuple(changed)
-            new_world[dst] = out
-        new_actors: list[Any] = list(actors)
-        for a, frames in enumerate(actors):
-            if frames is not None and objs:
-                got = cache.get(frames)
-                if got is None:
-                    got = tuple((f, pc, _rename(vals, objs, strs)) for f, pc, vals in frames)
-                    cache[frames] = got
-                frames = got
-            new_actors[actor_dest[a]] = frames
+        found = [g.entries(world, actors) for g in self.groups]
+        return self._image(state, self._plan(tuple(perms)), found, sort)
+
+    def _image(self, state: State, plan: Plan, found: list[list[Entry]], sort: bool) -> State:
+        new_world, new_actors = image(state[0], state[1], plan, self.groups, found)
+        if sort and self.unordered:
+            self._sort_unordered(new_world)
         return (tuple(new_world), tuple(new_actors))
 
-    def _plan(self, perms: tuple[tuple[int, ...], ...]) -> Any:
-        """How perms moves objects and actors, with a cache of renamed values."""
+    def _plan(self, perms: tuple[tuple[int, ...], ...]) -> Plan:
         plan = self._plans.get(perms)
         if plan is None:
-            objs, strs = self.renaming(list(perms))
-            slot_dest = list(range(len(self.objects)))
-            actor_dest = list(range(len(self.system.actors)))
-            for group, perm in zip(self.groups, perms):
-                for i, j in enumerate(perm):
-                    actor_dest[group.actors[i]] = group.actors[j]
-                    for src, dst in zip(group.slots[i], group.slots[j]):
-                        slot_dest[src] = dst
-            plan = self._plans[perms] = (objs, strs, slot_dest, actor_dest, {})
+            plan = self._plans[perms] = Plan(
+                self.groups,
+                perms,
+                len(self.objects),
+                len(self.system.actors),
+                self.objects,
+                self.identity,
+            )
         return plan
 
+    def _sort_unordered(self, world: list[Any]) -> bool:
+        """Sort the unordered fields of world (a list of object tuples) in place; whether
+        any was out of order."""
+        changed = False
+        for slot, fields in self.unordered.items():
+            vals = world[slot]
+            out = None
+            for k in fields:
+                got = self._sorted(vals[k])
+                if got is not vals[k]:
+                    out = out or list(vals)
+                    out[k] = got
+            if out is not None:
+                world[slot] = tuple(out)
+                changed = True
+        return changed
+
     def _sorted(self, value: Any) -> Any:
+        """value in creation order (value itself when it already is)."""
         got = self._sorted_cache.get(value)
         if got is None:
             got = tuple(sorted(value, key=self.stable))
+            if got == value:
+                got = value
             if len(self._sorted_cache) > CACHE_LIMIT:
                 self._sorted_cache.clear()
             self._sorted_cache[value] = got
@@ -201,102 +186,73 @@ class SymmetryReducer:
 
     # -- the canonical key -----------------------------------------------------------------
     def key(self, state: State) -> State:
-        """The canonical representative of state's orbit (equal keys: symmetric states)."""
-        perms: list[list[tuple[int, ...]]] = []
+        """The canonical representative of state's orbit (equal keys: symmetric states).
+
+        Members are sorted by their signatures; only members whose signatures tie are tried
+        in every order, keeping the image with the least stable encoding. A state whose
+        members are already in strict signature order is its own key (after sorting the
+        unordered fields), so most states cost one cached lookup per member and no copy."""
+        world, actors = state
+        if len(self.groups) == 1:  # the usual case, without the general bookkeeping
+            entries = self.groups[0].entries(world, actors)
+            sigs = [e[0] for e in entries]
+            if all(map(lt, sigs, sigs[1:])):
+                return self._sorted_state(state)
+            perms = orders(sigs)
+            if len(perms) == 1:
+                plan = self._plans.get(tuple(perms)) or self._plan(tuple(perms))
+                return self._image(state, plan, [entries], True)
+        choices: list[list[tuple[int, ...]]] = []
+        found: list[list[Entry]] = []
+        moved = False
         for group in self.groups:
-            sigs = [self.signature(state, group, i) for i in range(group.size)]
-            order = sorted(range(group.size), key=lambda i: sigs[i])
-            # ties: members with equal signatures, in runs of the sorted order
-            runs: list[list[int]] = []
-            for i in order:
-                if runs and sigs[runs[-1][0]] == sigs[i]:
-                    runs[-1].append(i)
-                else:
-                    runs.append([i])
-            choices: list[tuple[int, ...]] = []
-            for combo in product(*(permutations(r) for r in runs)):
-                flat = [i for run in combo for i in run]
-                perm = [0] * group.size
-                for pos, i in enumerate(flat):
-                    perm[i] = pos
-                choices.append(tuple(perm))
-            perms.append(choices)
-        candidates = list(product(*perms))
-        if len(candidates) == 1:
-            return self.permute(state, list(candidates[0]), sort=True)
-        best: tuple[Any, State] | None = None
-        for cand in candidates:
-            img = self.permute(state, list(cand), sort=True)
-            enc = self.stable(img)
-            if best is None or enc < best[0]:
-                best = (enc, img)
-        assert best is not None
-        return best[1]
+            entries = group.entries(world, actors)
+            found.append(entries)
+            sigs = [e[0] for e in entries]
+            if in_order(sigs):
+                choices.append([group.identity])
+            else:
+                moved = True
+                choices.append(orders(sigs))
+        if not moved:
+            return self._sorted_state(state)
+        if all(len(c) == 1 for c in choices):
+            return self._image(state, self._plan(tuple(c[0] for c in choices)), found, True)
+        images = {self._image(state, self._plan(c), found, True) for c in product(*choices)}
+        if len(images) == 1:
+            return images.pop()
+        return min(images, key=self._encoding)
 
-    def signature(self, state: State, group: _Group, i: int) -> Any:
+    def _sorted_state(self, state: State) -> State:
+        """state with its unordered fields sorted (state itself when they are)."""
+        if self.unordered:
+            new_world = list(state[0])
+            if self._sort_unordered(new_world):
+                return (tuple(new_world), state[1])
+        return state
+
+    def _encoding(self, state: State) -> Any:
+        """A stable, totally ordered encoding of state (tie-breaks between candidate keys),
+        built from cached encodings of its parts."""
+        cache = self._stable_parts
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        out = []
+        for part in (*state[0], *state[1]):
+            enc = cache.get(part)
+            if enc is None:
+                enc = cache[part] = stable(part, self.slot_of)
+            out.append(enc)
+        return tuple(out)
+
+    def signature(self, state: State, group: Group, i: int) -> bytes:
         """Member i's own data, with references into the group abstracted (stable order)."""
-        world, actors = state
-        memo = (id(group), i, tuple(world[s] for s in group.slots[i]), actors[group.actors[i]])
-        got = self._sigs.get(memo)
-        if got is None:
-            got = self._signature(state, group, i)
-            if len(self._sigs) > CACHE_LIMIT:
-                self._sigs.clear()
-            self._sigs[memo] = got
-        return got
+        sig: bytes = group.entries(state[0], state[1])[i][0]
+        return sig
 
-    def _signature(self, state: State, group: _Group, i: int) -> Any:
-        own = {id(self.objects[s]): ("own", j) for j, s in enumerate(group.slots[i])}
-        mem: dict[int, Any] = {}
-        for k, slots in enumerate(group.slots):
-            if k != i:
-                for j, s in enumerate(slots):
-                    mem[id(self.objects[s])] = ("member", j)
-        names = {n: ("member-name",) for n in group.names}
-        names[group.names[i]] = ("own-name",)
-        tokens = (own | mem, names)
-        world, actors = state
-        parts: list[Any] = []
-        for s in group.slots[i]:
-            skip = self.identity.get(s, ())
-            parts.append(
-                tuple(self.stable(v, tokens) for k, v in enumerate(world[s]) if k not in skip)
-            )
-        parts.append(self.stable(actors[group.actors[i]], tokens))
-        return tuple(parts)
-
-    def stable(
-        self, value: Any, tokens: tuple[dict[int, Any], dict[str, Any]] | None = None
-    ) -> Any:
+    def stable(self, value: Any) -> Any:
         """A totally ordered, process-independent encoding of a value."""
-        t = type(value)
-        if t is bool:
-            return ("b", value)
-        if t is int:
-            return ("i", value)
-        if t is str:
-            if tokens is not None and value in tokens[1]:
-                return ("m", tokens[1][value])
-            return ("s", value)
-        if value is None:
-            return ("n",)
-        if t is tuple:
-            return ("t", tuple(self.stable(v, tokens) for v in value))
-        if t is frozenset:
-            return ("F", tuple(sorted(self.stable(v, tokens) for v in value)))
-        if isinstance(value, Struct):
-            if tokens is not None and id(value) in tokens[0]:
-                return ("m", tokens[0][id(value)])
-            return ("S", self.slot_of.get(id(value), -1))
-        if value is UNSET:
-            return ("u",)
-        if isinstance(value, enum.Enum):
-            return ("e", type(value).__qualname__, value.name)
-        if isinstance(value, float):
-            return ("f", value)
-        if isinstance(value, FunctionType):
-            return ("c", value.__module__, value.__qualname__)
-        return ("r", t.__qualname__, repr(value))
+        return stable(value, self.slot_of)
 
     # -- checking the declaration ------------------------------------------------------------
     def check_initial(self) -> None:
@@ -373,18 +329,3 @@ class SymmetryReducer:
             child = self.key(out.state) if out.state is not None else None
             outs[(out.kind, out.prop, frozenset(p for p, _ in out.failures), child)] += 1
         return bad, outs
-
-
-def _rename(value: Any, objs: dict[int, Any], strs: dict[str, str]) -> Any:
-    t = type(value)
-    if t is int or t is bool or value is None:
-        return value
-    if t is str:
-        return strs.get(value, value)
-    if t is tuple:
-        return tuple([_rename(v, objs, strs) for v in value])
-    if t is frozenset:
-        return frozenset([_rename(v, objs, strs) for v in value])
-    if isinstance(value, Struct):
-        return objs.get(id(value), value)
-    return value
