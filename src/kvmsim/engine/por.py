@@ -33,6 +33,7 @@ from typing import Any
 
 from .compiler import UNSET, compile_actor
 from .footprint import TOP, Analyzer, Summary, reachable_values, satisfiable, struct_methods
+from .futures import Futures
 from .model import Model
 from .system import Outcome, State, System
 from .world import Struct
@@ -101,6 +102,7 @@ class PartialOrder:
         classes = {type(o) for o in world.objects}
         names = {f for c in classes for f in c._fields}
         self.analyzer = Analyzer(self.slot_of, struct_methods(classes), names)
+        self.futures = Futures(self.analyzer)
         whole = Summary()
         # An actor whose code the analysis cannot follow may also read fields the hooks do
         # not see (through __dict__, getattr): its steps are never expanded alone.
@@ -201,7 +203,11 @@ class PartialOrder:
             key = (func, pc, values)
             got = self._cache.get(key)
             if got is None:
-                got = self._resolve(self.analyzer.future(func, pc), values, func)
+                summary = self.futures.summary(func, pc, values)
+                if summary is None:  # too many positions: every block still reachable
+                    got = self._resolve(self.analyzer.future(func, pc), values, func)
+                else:
+                    got = self._resolve(summary, values)
                 if len(self._cache) > 200_000:
                     self._cache.clear()
                 self._cache[key] = got

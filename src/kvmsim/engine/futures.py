@@ -1,0 +1,585 @@
+"""Per-position futures for the partial-order reduction: what a frame may still touch, found
+by running its code abstractly over the locals that steer its control flow.
+
+The block-by-block analysis of engine/footprint.py treats each local on its own, so a loop
+counter (``hop += 1; hpc = H_START if hop < NOPS else H_DONE``) looks as if it could take
+any value forever and every block of the loop stays reachable. Here a frame's *position* is
+its block and the concrete values of its steering locals (those a condition depends on,
+directly or through assignments), and the analysis enumerates the positions the frame can
+still reach: it executes each block's statements on those values, with the model's
+constants (closure and global ints, strings, tuples) folded in. A value read from shared
+state or returned by a call is *unknown*; a condition on an unknown value takes both
+branches; ``choose`` over constant options takes each; ``await_`` drops the paths on which
+its condition is false for certain (the step never completes there). A statement the
+interpreter does not model makes every local it stores unknown. So the positions found
+over-approximate every position a real run can reach, and the union of the accesses of the
+statements executed on the way (scanned as footprint.py does) over-approximates what the
+frame may still read or write. When the positions outnumber a limit the caller falls back
+to the block-level analysis.
+
+Assumption: the model's module-level and closure constants do not change while it runs
+(actor functions cannot rebind them: the compiler refuses ``global`` and ``nonlocal``).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from types import FunctionType
+from typing import Any
+
+from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, compile_actor, control_flow
+from .footprint import Analyzer, Summary, _Scope
+from .runtime import await_, choose, maybe
+
+Env = tuple[Any, ...]  # per local slot: a concrete value or UNKNOWN
+Node = tuple[int, Env]  # a position: (block, env)
+Values = list[Any] | None  # the values an expression may have; None: unknown
+
+
+class _Unknown:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Any = _Unknown()
+MAX_VALUES = 16  # more possible values than this: unknown
+MAX_PATHS = 512  # paths through one block before the analysis gives up on the frame
+MAX_POSITIONS = 4096  # positions per frame before it gives up
+
+_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.BitOr: operator.or_,
+    ast.BitAnd: operator.and_,
+    ast.BitXor: operator.xor,
+    ast.RShift: operator.rshift,
+    ast.LShift: operator.lshift,
+}
+_COMPARE: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+_UNARY: dict[type, Callable[[Any], Any]] = {
+    ast.Not: operator.not_,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.Invert: operator.invert,
+}
+_PURE = {builtins.len, builtins.abs, builtins.min, builtins.max, builtins.bool, builtins.int}
+
+
+def simple(value: Any, depth: int = 0) -> bool:
+    """Whether value is an immutable constant the interpreter may compute with."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return not isinstance(value, str) or len(value) <= 256
+    if isinstance(value, (tuple, frozenset)) and depth < 3 and len(value) <= 64:
+        return all(simple(v, depth + 1) for v in value)
+    return False
+
+
+class Giveup(Exception):
+    """The frame's positions grow past the limits: use the coarser analysis."""
+
+
+class FunctionFutures:
+    """The abstract positions of one generator function and what its statements touch."""
+
+    def __init__(self, analyzer: Analyzer, func: FunctionType) -> None:
+        self.func = func
+        program = compile_actor(func)
+        self.cfg, fdef = control_flow(func)
+        self.scope = _Scope(analyzer, func, fdef)
+        self.slots = {name: i for i, name in enumerate(program.local_names)}
+        steering = _steering(self.cfg, set(self.slots), self.scope)
+        self.keep = [
+            frozenset(i for i in live if program.local_names[i] in steering)
+            for live in program.live
+        ]
+        self.width = len(program.local_names)
+        self._edges: dict[Node, tuple[frozenset[int], frozenset[Node]]] = {}
+        self._fragments: dict[int, tuple[ast.AST, Summary | None]] = {}
+        self._summaries: dict[Node, Summary | None] = {}
+
+    # -- positions -----------------------------------------------------------------------
+    def entry(self, block: int, values: tuple[Any, ...]) -> Node:
+        keep = self.keep[block]
+        env = tuple(
+            v if i in keep and v is not UNSET and simple(v) else UNKNOWN
+            for i, v in enumerate(values[: self.width])
+        )
+        return block, env + (UNKNOWN,) * (self.width - len(env))
+
+    def summary(self, block: int, values: tuple[Any, ...]) -> Summary | None:
+        """Everything a frame at block with these locals may still access, or None when
+        its positions are too many to enumerate."""
+        start = self.entry(block, values)
+        if start in self._summaries:
+            return self._summaries[start]
+        if len(self._summaries) > 50_000:
+            self._summaries.clear()
+        got = self._explore(start)
+        self._summaries[start] = got
+        return got
+
+    def _explore(self, start: Node) -> Summary | None:
+        seen = {start}
+        todo = [start]
+        touched: set[int] = set()
+        try:
+            while todo:
+                node = todo.pop()
+                ids, succ = self.step(node)
+                touched |= ids
+                for nxt in succ:
+                    if nxt not in seen:
+                        if len(seen) >= MAX_POSITIONS:
+                            return None
+                        seen.add(nxt)
+                        todo.append(nxt)
+        except Giveup:
+            return None
+        out = Summary()
+        for i in touched:
+            out.add(self.fragment(i))
+        return out
+
+    def fragment(self, key: int) -> Summary:
+        node, got = self._fragments[key]
+        if got is None:
+            got = Summary()
+            self.scope.scan(node, got, ())
+            self._fragments[key] = (node, got)
+        return got
+
+    def _touch(self, node: ast.AST, ids: set[int]) -> None:
+        key = id(node)
+        if key not in self._fragments:
+            self._fragments[key] = (node, None)
+        ids.add(key)
+
+    # -- one block, abstractly -------------------------------------------------------------
+    def step(self, node: Node) -> tuple[frozenset[int], frozenset[Node]]:
+        """The statements a position's block may execute and the positions it leads to."""
+        got = self._edges.get(node)
+        if got is not None:
+            return got
+        block, env = node
+        ids: set[int] = set()
+        succ: set[Node] = set()
+        work: list[tuple[tuple[tuple[list[ast.stmt], int], ...], Env]] = [
+            (((self.cfg[block].stmts, 0),), env)
+        ]
+        paths = 0
+        while work:
+            paths += 1
+            if paths > MAX_PATHS:
+                raise Giveup
+            cont, env = work.pop()
+            while cont and cont[-1][1] >= len(cont[-1][0]):
+                cont = cont[:-1]
+            if not cont:  # fell off the end of the block: any successor
+                succ.update(self._enter(b, env) for b in self.cfg[block].succ)
+                continue
+            stmts, i = cont[-1]
+            stmt = stmts[i]
+            rest = cont[:-1] + ((stmts, i + 1),)
+            if isinstance(stmt, ast.If):
+                self._touch(stmt.test, ids)
+                truth = self.truth(stmt.test, env)
+                for branch, taken in ((stmt.body, True), (stmt.orelse, False)):
+                    if taken in truth:
+                        work.append((rest + ((branch, 0),), env))
+                continue
+            self._touch(stmt, ids)
+            if isinstance(stmt, ast.Return):
+                targets = self._exits(stmt.value, env, block)
+                succ.update(self._enter(b, env) for b in targets)
+                continue
+            if isinstance(stmt, ast.Raise):
+                continue
+            if _is_compound(stmt):
+                # a loop or try inside the block: havoc what it stores; it may also leave
+                # the block through a return action anywhere inside it
+                env = self._havoc(stmt, env)
+                for sub in _returns(stmt):
+                    succ.update(self._enter(b, env) for b in self._exits(sub.value, env, block))
+                work.append((rest, env))
+                continue
+            work.extend((rest, e) for e in self._simple(stmt, env))
+        got = (frozenset(ids), frozenset(succ))
+        self._edges[node] = got
+        return got
+
+    def _enter(self, block: int, env: Env) -> Node:
+        keep = self.keep[block]
+        return block, tuple(v if i in keep else UNKNOWN for i, v in enumerate(env))
+
+    def _exits(self, value: ast.expr | None, env: Env, block: int) -> list[int]:
+        """The blocks an action (the value of a block's return) may lead to."""
+        if isinstance(value, ast.IfExp):
+            truth = self.truth(value.test, env)
+            out: list[int] = []
+            if True in truth:
+                out += self._exits(value.body, env, block)
+            if False in truth:
+                out += self._exits(value.orelse, env, block)
+            return out
+        if (
+            isinstance(value, ast.Tuple)
+            and value.elts
+            and isinstance(value.elts[0], ast.Constant)
+        ):
+            kind = value.elts[0].value
+            if kind == RETURN:
+                return []  # the frame ends; its caller's frame has its own future
+            if kind in (YIELD, JUMP, CALL) and len(value.elts) > 1:
+                nxt = value.elts[1]
+                if isinstance(nxt, ast.Constant) and isinstance(nxt.value, int):
+                    return [nxt.value]
+        return sorted(self.cfg[block].succ)
+
+    def _simple(self, stmt: ast.stmt, env: Env) -> Iterator[Env]:
+        """The environments after a statement that is not a branch, loop or return."""
+        if isinstance(stmt, ast.Expr) and _calls(stmt.value, self.scope, await_):
+            call = stmt.value
+            assert isinstance(call, ast.Call)
+            if call.args and True not in self.truth(call.args[0], env):
+                return  # blocked for good on this path
+            yield self._havoc(stmt, env)
+            return
+        if isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets):
+            values = self.eval(stmt.value, env)
+            base = self._havoc(stmt.value, env)  # a walrus inside the value
+            for v in [UNKNOWN] if values is None else values:
+                out = list(base)
+                for t in stmt.targets:
+                    assert isinstance(t, ast.Name)
+                    self._store(out, t.id, v)
+                yield tuple(out)
+            return
+        if (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Tuple)
+            and isinstance(stmt.value, ast.Tuple)
+            and len(stmt.targets[0].elts) == len(stmt.value.elts)
+            and all(isinstance(t, ast.Name) for t in stmt.targets[0].elts)
+        ):
+            envs = [self._havoc(stmt.value, env)]
+            for target, expr in zip(stmt.targets[0].elts, stmt.value.elts):
+                assert isinstance(target, ast.Name)
+                envs = [e for old in envs for e in self._assign(old, target.id, expr, env)]
+                if len(envs) > MAX_PATHS:
+                    raise Giveup
+            yield from envs
+            return
+        if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+            left = ast.Name(stmt.target.id, ast.Load())
+            expr = ast.BinOp(left=left, op=stmt.op, right=stmt.value)
+            yield from self._assign(self._havoc(stmt.value, env), stmt.target.id, expr, env)
+            return
+        yield self._havoc(stmt, env)
+
+    def _assign(self, env: Env, name: str, expr: ast.expr, before: Env) -> Iterator[Env]:
+        """env with name bound to each value of expr (evaluated in before: a tuple
+        assignment evaluates its right side first)."""
+        values = self.eval(expr, before)
+        for v in [UNKNOWN] if values is None else values:
+            out = list(env)
+            self._store(out, name, v)
+            yield tuple(out)
+
+    def _store(self, env: list[Any], name: str, value: Any) -> None:
+        slot = self.slots.get(name)
+        if slot is not None:
+            env[slot] = value
+
+    def _havoc(self, stmt: ast.AST, env: Env) -> Env:
+        stored = {
+            self.slots[n.id]
+            for n in ast.walk(stmt)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))
+            and n.id in self.slots
+        }
+        if not stored:
+            return env
+        return tuple(UNKNOWN if i in stored else v for i, v in enumerate(env))
+
+    # -- expressions ---------------------------------------------------------------------------
+    def truth(self, expr: ast.expr, env: Env) -> set[bool]:
+        """The truth values expr may have (empty: evaluating it never completes)."""
+        if isinstance(expr, ast.BoolOp):
+            parts = [self.truth(v, env) for v in expr.values]
+            if any(not p for p in parts):
+                return set()
+            stop = isinstance(expr.op, ast.Or)  # the value that decides
+            if any(p == {stop} for p in parts):
+                return {stop}
+            if all(p == {not stop} for p in parts):
+                return {not stop}
+            return {True, False}
+        if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not):
+            return {not t for t in self.truth(expr.operand, env)}
+        values = self.eval(expr, env)
+        if values is None:
+            return {True, False}
+        return {bool(v) for v in values}
+
+    def eval(self, expr: ast.expr, env: Env) -> Values:
+        """The values expr may have with these locals (None: unknown)."""
+        got = self._eval(expr, env)
+        if got is not None and len(got) > MAX_VALUES:
+            return None
+        return got
+
+    def _eval(self, expr: ast.expr, env: Env) -> Values:  # noqa: C901 - one case per node type
+        if isinstance(expr, ast.Constant):
+            return [expr.value] if simple(expr.value) else None
+        if isinstance(expr, ast.Name):
+            slot = self.slots.get(expr.id)
+            if slot is not None:
+                v = env[slot]
+                return None if v is UNKNOWN else [v]
+            obj = self.scope.lookup(expr.id)
+            return [obj] if simple(obj) else None
+        if isinstance(expr, ast.Tuple):
+            parts = [self.eval(e, env) for e in expr.elts]
+            return _product(parts, tuple)
+        if isinstance(expr, ast.BinOp):
+            op = _BINARY.get(type(expr.op))
+            if op is None:
+                return None
+            return _apply(op, [self.eval(expr.left, env), self.eval(expr.right, env)])
+        if isinstance(expr, ast.UnaryOp):
+            uop = _UNARY[type(expr.op)]
+            return _apply(uop, [self.eval(expr.operand, env)])
+        if isinstance(expr, ast.Compare):
+            return self._compare(expr, env)
+        if isinstance(expr, ast.BoolOp):
+            values = [self.eval(v, env) for v in expr.values]
+            if all(v is not None for v in values):
+                return _boolop(isinstance(expr.op, ast.And), values)  # type: ignore[arg-type]
+            truth = self.truth(expr, env)
+            # operands that are all comparisons or negations evaluate to bools
+            if len(truth) < 2 and all(_is_bool(v) for v in expr.values):
+                return list(truth)
+            return None
+        if isinstance(expr, ast.IfExp):
+            truth = self.truth(expr.test, env)
+            out: list[Any] = []
+            for taken, branch in ((True, expr.body), (False, expr.orelse)):
+                if taken in truth:
+                    got = self.eval(branch, env)
+                    if got is None:
+                        return None
+                    out += got
+            return _unique(out)
+        if isinstance(expr, ast.Call):
+            return self._call(expr, env)
+        return None
+
+    def _compare(self, expr: ast.Compare, env: Env) -> Values:
+        operands = [self.eval(e, env) for e in [expr.left, *expr.comparators]]
+        results: list[Any] = []
+        combos = _product(operands, tuple)
+        if combos is None:
+            return None
+        for combo in combos:
+            value = True
+            for k, op in enumerate(expr.ops):
+                a, b = combo[k], combo[k + 1]
+                if isinstance(op, (ast.Is, ast.IsNot)):
+                    if a is not None and b is not None:
+                        return None  # identity of numbers or strings: not modelled
+                    r = (a is b) if isinstance(op, ast.Is) else (a is not b)
+                else:
+                    fn = _COMPARE.get(type(op))
+                    if fn is None:
+                        return None
+                    try:
+                        r = bool(fn(a, b))
+                    except Exception:  # noqa: BLE001 - the real step raises: unknown here
+                        return None
+                if not r:
+                    value = False
+                    break
+            results.append(value)
+        return _unique(results)
+
+    def _call(self, expr: ast.Call, env: Env) -> Values:
+        if expr.keywords and not _calls(expr, self.scope, choose):
+            return None
+        if _calls(expr, self.scope, maybe):
+            return [False, True]
+        if _calls(expr, self.scope, choose):
+            options = self.eval(expr.args[0], env) if expr.args else None
+            if options is None:
+                return None
+            out: list[Any] = []
+            for opt in options:
+                if not isinstance(opt, tuple):
+                    return None
+                out += opt
+            return _unique(out)
+        if isinstance(expr.func, ast.Name) and expr.func.id not in self.slots:
+            fn = self.scope.lookup(expr.func.id)
+            if any(fn is p for p in _PURE):
+                return _apply(fn, [self.eval(a, env) for a in expr.args])
+        return None
+
+
+def _calls(expr: ast.AST, scope: _Scope, target: Any) -> bool:
+    """Whether expr is a call of the engine function target (by a plain name)."""
+    return (
+        isinstance(expr, ast.Call)
+        and isinstance(expr.func, ast.Name)
+        and expr.func.id not in scope.locals
+        and scope.lookup(expr.func.id) is target
+    )
+
+
+def _is_bool(expr: ast.expr) -> bool:
+    """Whether expr always evaluates to a bool (a comparison or a negation)."""
+    return isinstance(expr, ast.Compare) or (
+        isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not)
+    )
+
+
+def _boolop(is_and: bool, values: list[list[Any]]) -> Values:
+    """Python's `and`/`or` over every combination of operand values."""
+    out: list[Any] = []
+    for combo in _product(values, tuple) or []:
+        result = combo[0]
+        for v in combo[1:]:
+            if bool(result) is not is_and:
+                break
+            result = v
+        out.append(result)
+    return _unique(out)
+
+
+def _apply(fn: Callable[..., Any], operands: list[Values]) -> Values:
+    combos = _product(operands, tuple)
+    if combos is None:
+        return None
+    out: list[Any] = []
+    for combo in combos:
+        if fn in (operator.lshift, operator.mul) and any(
+            isinstance(c, (int, str, tuple)) and _size(c) > 64 for c in combo
+        ):
+            return None
+        try:
+            value = fn(*combo)
+        except Exception:  # noqa: BLE001 - the real step raises: leave it unknown
+            return None
+        if not simple(value):
+            return None
+        out.append(value)
+    return _unique(out)
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, tuple)) else abs(value)
+
+
+def _product(parts: Sequence[Values], make: Callable[[list[Any]], Any]) -> Values:
+    if any(p is None for p in parts):
+        return None
+    combos: list[list[Any]] = [[]]
+    for p in parts:
+        assert p is not None
+        combos = [c + [v] for c in combos for v in p]
+        if len(combos) > MAX_VALUES:
+            return None
+    return [make(c) for c in combos]
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in values:
+        if not any(type(v) is type(w) and v == w for w in out):
+            out.append(v)
+    return out
+
+
+def _is_compound(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, (ast.For, ast.While, ast.Try, ast.With, ast.Match, ast.TryStar))
+
+
+def _returns(stmt: ast.stmt) -> Iterator[ast.Return]:
+    todo: list[ast.AST] = [stmt]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Return):
+            yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            todo.extend(ast.iter_child_nodes(node))
+
+
+def _steering(cfg: list[Any], local: set[str], scope: _Scope) -> set[str]:
+    """Locals a condition depends on, directly or through the assignments to them."""
+    tests: list[ast.AST] = []
+    deps: dict[str, set[str]] = {}
+    for blk in cfg:
+        for stmt in blk.stmts:
+            for node in ast.walk(stmt):
+                if isinstance(node, (ast.If, ast.IfExp, ast.While, ast.Assert)):
+                    tests.append(node.test)
+                elif any(_calls(node, scope, f) for f in (await_, choose)):
+                    tests.append(node)  # await_ conditions, choose options
+                elif isinstance(node, ast.Assign):
+                    _depend(deps, node.targets, node.value)
+                elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and node.value is not None:
+                    _depend(deps, [node.target], node.value)
+    found = {n.id for t in tests for n in ast.walk(t) if isinstance(n, ast.Name)} & local
+    todo = list(found)
+    while todo:
+        for name in deps.get(todo.pop(), ()):
+            if name in local and name not in found:
+                found.add(name)
+                todo.append(name)
+    return found
+
+
+def _depend(deps: dict[str, set[str]], targets: list[ast.expr], value: ast.expr) -> None:
+    used = {n.id for n in ast.walk(value) if isinstance(n, ast.Name)}
+    for target in targets:
+        for n in ast.walk(target):
+            if isinstance(n, ast.Name):
+                deps.setdefault(n.id, set()).update(used)
+
+
+class Futures:
+    """Per-function interpreters, made on first use."""
+
+    def __init__(self, analyzer: Analyzer) -> None:
+        self.analyzer = analyzer
+        self._functions: dict[FunctionType, FunctionFutures | None] = {}
+
+    def summary(self, func: FunctionType, block: int, values: tuple[Any, ...]) -> Summary | None:
+        """What a frame may still access, or None: use the block-level analysis."""
+        if func in self._functions:
+            got = self._functions[func]
+        else:
+            try:
+                got = FunctionFutures(self.analyzer, func)
+            except Exception:  # noqa: BLE001 - source unavailable or unusual: stay coarse
+                got = None
+            self._functions[func] = got
+        if got is None:
+            return None
+        return got.summary(block, values)
