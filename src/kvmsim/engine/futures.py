@@ -110,9 +110,10 @@ class FunctionFutures:
             for live in program.live
         ]
         self.width = len(program.local_names)
-        self._edges: dict[Node, tuple[frozenset[int], frozenset[Node]]] = {}
+        self._edges: dict[Node, tuple[frozenset[int], frozenset[tuple[Node, bool]], bool]] = {}
         self._fragments: dict[int, tuple[ast.AST, Summary | None]] = {}
         self._summaries: dict[Node, Summary | None] = {}
+        self._steps: dict[Node, tuple[Summary, bool] | None] = {}
 
     # -- positions -----------------------------------------------------------------------
     def entry(self, block: int, values: tuple[Any, ...]) -> Node:
@@ -131,21 +132,36 @@ class FunctionFutures:
             return self._summaries[start]
         if len(self._summaries) > 50_000:
             self._summaries.clear()
-        got = self._explore(start)
+            self._steps.clear()
+        found = self._explore(start)
+        got = None if found is None else found[0]
         self._summaries[start] = got
         return got
 
-    def _explore(self, start: Node) -> Summary | None:
+    def next_step(self, block: int, values: tuple[Any, ...]) -> tuple[Summary, bool] | None:
+        """What the frame's next step may access before it yields, and whether the frame
+        may return in it (its caller's frame then goes on within the same step)."""
+        start = self.entry(block, values)
+        if start in self._steps:
+            return self._steps[start]
+        got = self._explore(start, within_step=True)
+        self._steps[start] = got
+        return got
+
+    def _explore(self, start: Node, within_step: bool = False) -> tuple[Summary, bool] | None:
+        """The union of what the statements reachable from start touch (within one step,
+        or from then on), and whether the frame may return on the way."""
         seen = {start}
         todo = [start]
         touched: set[int] = set()
+        returns = False
         try:
             while todo:
-                node = todo.pop()
-                ids, succ = self.step(node)
+                ids, succ, ret = self.step(todo.pop())
                 touched |= ids
-                for nxt in succ:
-                    if nxt not in seen:
+                returns = returns or ret
+                for nxt, yielded in succ:
+                    if nxt not in seen and not (within_step and yielded):
                         if len(seen) >= MAX_POSITIONS:
                             return None
                         seen.add(nxt)
@@ -155,7 +171,7 @@ class FunctionFutures:
         out = Summary()
         for i in touched:
             out.add(self.fragment(i))
-        return out
+        return out, returns
 
     def fragment(self, key: int) -> Summary:
         node, got = self._fragments[key]
@@ -172,14 +188,16 @@ class FunctionFutures:
         ids.add(key)
 
     # -- one block, abstractly -------------------------------------------------------------
-    def step(self, node: Node) -> tuple[frozenset[int], frozenset[Node]]:
-        """The statements a position's block may execute and the positions it leads to."""
+    def step(self, node: Node) -> tuple[frozenset[int], frozenset[tuple[Node, bool]], bool]:
+        """The statements a position's block may execute, the positions it leads to (and
+        whether through a yield), and whether the frame may return from it."""
         got = self._edges.get(node)
         if got is not None:
             return got
         block, env = node
         ids: set[int] = set()
-        succ: set[Node] = set()
+        succ: set[tuple[Node, bool]] = set()
+        returns = False
         work: list[tuple[tuple[tuple[list[ast.stmt], int], ...], Env]] = [
             (((self.cfg[block].stmts, 0),), env)
         ]
@@ -191,8 +209,9 @@ class FunctionFutures:
             cont, env = work.pop()
             while cont and cont[-1][1] >= len(cont[-1][0]):
                 cont = cont[:-1]
-            if not cont:  # fell off the end of the block: any successor
-                succ.update(self._enter(b, env) for b in self.cfg[block].succ)
+            if not cont:  # fell off the end of the block: anywhere
+                returns = True
+                succ.update((self._enter(b, env), False) for b in self.cfg[block].succ)
                 continue
             stmts, i = cont[-1]
             stmt = stmts[i]
@@ -206,8 +225,11 @@ class FunctionFutures:
                 continue
             self._touch(stmt, ids)
             if isinstance(stmt, ast.Return):
-                targets = self._exits(stmt.value, env, block)
-                succ.update(self._enter(b, env) for b in targets)
+                for b, yielded in self._exits(stmt.value, env, block):
+                    if b < 0:
+                        returns = True
+                    else:
+                        succ.add((self._enter(b, env), yielded))
                 continue
             if isinstance(stmt, ast.Raise):
                 continue
@@ -216,11 +238,15 @@ class FunctionFutures:
                 # the block through a return action anywhere inside it
                 env = self._havoc(stmt, env)
                 for sub in _returns(stmt):
-                    succ.update(self._enter(b, env) for b in self._exits(sub.value, env, block))
+                    for b, yielded in self._exits(sub.value, env, block):
+                        if b < 0:
+                            returns = True
+                        else:
+                            succ.add((self._enter(b, env), yielded))
                 work.append((rest, env))
                 continue
             work.extend((rest, e) for e in self._simple(stmt, env))
-        got = (frozenset(ids), frozenset(succ))
+        got = (frozenset(ids), frozenset(succ), returns)
         self._edges[node] = got
         return got
 
@@ -228,11 +254,12 @@ class FunctionFutures:
         keep = self.keep[block]
         return block, tuple(v if i in keep else UNKNOWN for i, v in enumerate(env))
 
-    def _exits(self, value: ast.expr | None, env: Env, block: int) -> list[int]:
-        """The blocks an action (the value of a block's return) may lead to."""
+    def _exits(self, value: ast.expr | None, env: Env, block: int) -> list[tuple[int, bool]]:
+        """Where an action (the value of a block's return) may lead: (block, through a
+        yield), block -1 for the frame's return."""
         if isinstance(value, ast.IfExp):
             truth = self.truth(value.test, env)
-            out: list[int] = []
+            out: list[tuple[int, bool]] = []
             if True in truth:
                 out += self._exits(value.body, env, block)
             if False in truth:
@@ -245,12 +272,14 @@ class FunctionFutures:
         ):
             kind = value.elts[0].value
             if kind == RETURN:
-                return []  # the frame ends; its caller's frame has its own future
+                return [(-1, False)]  # the caller's frame has its own future
             if kind in (YIELD, JUMP, CALL) and len(value.elts) > 1:
                 nxt = value.elts[1]
                 if isinstance(nxt, ast.Constant) and isinstance(nxt.value, int):
-                    return [nxt.value]
-        return sorted(self.cfg[block].succ)
+                    # a call runs the callee (its accesses are this statement's) and may
+                    # come back within the same step
+                    return [(nxt.value, kind == YIELD)]
+        return [(-1, False)] + [(b, False) for b in sorted(self.cfg[block].succ)]
 
     def _simple(self, stmt: ast.stmt, env: Env) -> Iterator[Env]:
         """The environments after a statement that is not a branch, loop or return."""
@@ -570,8 +599,7 @@ class Futures:
         self.analyzer = analyzer
         self._functions: dict[FunctionType, FunctionFutures | None] = {}
 
-    def summary(self, func: FunctionType, block: int, values: tuple[Any, ...]) -> Summary | None:
-        """What a frame may still access, or None: use the block-level analysis."""
+    def function(self, func: FunctionType) -> FunctionFutures | None:
         if func in self._functions:
             got = self._functions[func]
         else:
@@ -580,6 +608,9 @@ class Futures:
             except Exception:  # noqa: BLE001 - source unavailable or unusual: stay coarse
                 got = None
             self._functions[func] = got
-        if got is None:
-            return None
-        return got.summary(block, values)
+        return got
+
+    def summary(self, func: FunctionType, block: int, values: tuple[Any, ...]) -> Summary | None:
+        """What a frame may still access, or None: use the block-level analysis."""
+        got = self.function(func)
+        return None if got is None else got.summary(block, values)
