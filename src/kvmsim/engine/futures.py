@@ -114,6 +114,7 @@ class FunctionFutures:
         self._fragments: dict[int, tuple[ast.AST, Summary | None]] = {}
         self._summaries: dict[Node, Summary | None] = {}
         self._steps: dict[Node, tuple[Summary, bool] | None] = {}
+        self._certain: dict[Node, Summary] = {}
 
     # -- positions -----------------------------------------------------------------------
     def entry(self, block: int, values: tuple[Any, ...]) -> Node:
@@ -133,6 +134,7 @@ class FunctionFutures:
         if len(self._summaries) > 50_000:
             self._summaries.clear()
             self._steps.clear()
+            self._certain.clear()
         found = self._explore(start)
         got = None if found is None else found[0]
         self._summaries[start] = got
@@ -147,6 +149,58 @@ class FunctionFutures:
         got = self._explore(start, within_step=True)
         self._steps[start] = got
         return got
+
+    def certain(self, block: int, values: tuple[Any, ...]) -> Summary:
+        """What the frame's next step touches on every path, up to its first branch the
+        locals do not decide (a hint for the reduction: where this already clashes, the
+        step's footprint in a particular state cannot be any better)."""
+        start = self.entry(block, values)
+        got = self._certain.get(start)
+        if got is None:
+            got = Summary()
+            for i in self._prefix(start):
+                got.add(self.fragment(i))
+            self._certain[start] = got
+        return got
+
+    def _prefix(self, node: Node) -> set[int]:
+        block, env = node
+        ids: set[int] = set()
+        cont: tuple[tuple[list[ast.stmt], int], ...] = ((self.cfg[block].stmts, 0),)
+        for _ in range(10_000):
+            while cont and cont[-1][1] >= len(cont[-1][0]):
+                cont = cont[:-1]
+            if not cont:
+                break
+            stmts, i = cont[-1]
+            stmt = stmts[i]
+            rest = cont[:-1] + ((stmts, i + 1),)
+            if isinstance(stmt, ast.If):
+                self._touch(stmt.test, ids)
+                truth = self.truth(stmt.test, env)
+                if len(truth) != 1:
+                    break
+                cont = rest + ((stmt.body if True in truth else stmt.orelse, 0),)
+                continue
+            self._touch(stmt, ids)
+            if isinstance(stmt, ast.Return):
+                exits = self._exits(stmt.value, env, block)
+                if len(exits) != 1 or exits[0][0] < 0 or exits[0][1]:
+                    break
+                block, env = self._enter(exits[0][0], env)
+                cont = ((self.cfg[block].stmts, 0),)
+                continue
+            if isinstance(stmt, ast.Raise) or _is_compound(stmt):
+                break
+            try:
+                envs = list(self._simple(stmt, env))
+            except Giveup:
+                break
+            if len(envs) != 1:
+                break
+            env = envs[0]
+            cont = rest
+        return ids
 
     def _explore(self, start: Node, within_step: bool = False) -> tuple[Summary, bool] | None:
         """The union of what the statements reachable from start touch (within one step,

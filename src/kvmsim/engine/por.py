@@ -27,6 +27,7 @@ reduction off for those.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from types import FunctionType
 from typing import Any
@@ -40,14 +41,16 @@ from .world import Struct
 
 Step = tuple[int, tuple[int, ...], Outcome]
 Field = tuple[int, str]  # (object slot, field name)
+_SERIALS = itertools.count()
 
 
 class Footprint:
     """Fields some code may touch: exactly (slot, field) or by name on any object."""
 
-    __slots__ = ("reads", "writes", "read_names", "write_names", "anything")
+    __slots__ = ("reads", "writes", "read_names", "write_names", "anything", "serial")
 
     def __init__(self) -> None:
+        self.serial = next(_SERIALS)  # names a cached footprint in memos
         self.reads: set[Field] = set()
         self.writes: set[Field] = set()
         self.read_names: set[str] = set()
@@ -132,6 +135,9 @@ class PartialOrder:
         self._cache: dict[Any, Footprint] = {}
         self._stacks: dict[Any, Footprint] = {}
         self._next: dict[Any, Footprint] = {}
+        self._certain: dict[Any, Footprint] = {}
+        self._pairs: dict[tuple[int, int], bool] = {}  # (step, future) serials: clash?
+        self._invisible: dict[int, bool] = {}
         self.ample_states = 0  # states expanded with one actor's step
         self.full_states = 0
 
@@ -237,6 +243,19 @@ class PartialOrder:
             self._next[frames] = got
         return got
 
+    def certain(self, frames: Any) -> Footprint:
+        """What the top frame's next step touches whatever the state (see
+        FunctionFutures.certain)."""
+        got = self._certain.get(frames)
+        if got is None:
+            func, pc, values = frames[-1]
+            code = self.futures.function(func)
+            got = Footprint() if code is None else self._resolve(code.certain(pc, values), values)
+            if len(self._certain) > 200_000:
+                self._certain.clear()
+            self._certain[frames] = got
+        return got
+
     # -- the reduction -------------------------------------------------------------------------
     def successors(self, state: State, seen: Callable[[State], bool]) -> Iterator[Step]:
         """The steps to expand from state: one actor's (an ample set) or everyone's.
@@ -260,8 +279,21 @@ class PartialOrder:
             steps = ran[actor] = self._run(state, actor)
             if self._ample(steps, seen):
                 return iter(steps)
-        recorded = self._record(state, [a for a in live if a not in ran])
+        # run the others with recording hooks where that may show a step independent: not
+        # where what it does on every path already clashes
+        hopeful = [
+            a
+            for a in live
+            if a not in ran
+            and a not in self.opaque
+            and self._independent(a, self.certain(stacks[a]), futures)
+        ]
+        if not hopeful:
+            self.full_states += 1
+            return (step for a in live for step in (ran[a] if a in ran else self._run(state, a)))
+        recorded = self._record(state, hopeful)
         ran.update((a, steps) for a, (steps, _fp) in recorded.items())
+        ran.update((a, self._run(state, a)) for a in live if a not in ran)
         enabled = [a for a in live if any(o.kind != "blocked" for _a, _s, o in ran[a])]
         if len(enabled) > 1:
             for actor in sorted(recorded, key=lambda a: len(ran[a])):
@@ -269,7 +301,7 @@ class PartialOrder:
                 if (
                     actor in enabled
                     and actor not in self.opaque
-                    and self._independent(actor, step, futures)
+                    and self._independent(actor, step, futures, memo=False)
                     and self._ample(steps, seen)
                 ):
                     return iter(steps)
@@ -330,22 +362,47 @@ class PartialOrder:
                 got.add((slot, name))
         return got
 
-    def _independent(self, actor: int, step: Footprint, futures: list[Footprint | None]) -> bool:
+    def _independent(
+        self, actor: int, step: Footprint, futures: list[Footprint | None], memo: bool = True
+    ) -> bool:
         """Whether a step of actor with this footprint is invisible and commutes with
-        everything every other actor may still do."""
+        everything every other actor may still do (memo: step is a cached footprint)."""
         if step.anything:
             return False
+        invisible = self._invisible.get(step.serial) if memo else None
+        if invisible is None:
+            invisible = self._is_invisible(step)
+            if memo:
+                self._invisible[step.serial] = invisible
+        if not invisible:
+            return False
+        pairs = self._pairs
+        if len(pairs) > 1_000_000:
+            pairs.clear()
+            self._invisible.clear()
+        for other, fut in enumerate(futures):
+            if fut is None or other == actor:
+                continue
+            if not memo:
+                if step.clashes(fut):
+                    return False
+                continue
+            key = (step.serial, fut.serial)
+            clash = pairs.get(key)
+            if clash is None:
+                clash = pairs[key] = step.clashes(fut)
+            if clash:
+                return False
+        return True
+
+    def _is_invisible(self, step: Footprint) -> bool:
+        """Whether the step writes no field a property reads."""
         vis = self.visible
         if vis.anything and (step.writes or step.write_names):
             return False
         if any(f in vis.reads or f[1] in vis.read_names for f in step.writes):
             return False
-        if any(n in self.visible_names for n in step.write_names):
-            return False
-        return not any(
-            fut is not None and other != actor and step.clashes(fut)
-            for other, fut in enumerate(futures)
-        )
+        return not any(n in self.visible_names for n in step.write_names)
 
 
 _READS: set[tuple[int, str]] = set()
