@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kvmsim.engine import Model, Options, Result, Setup, Struct, await_, check
+from kvmsim.engine import Model, Options, Result, Setup, Struct, await_, check, choose
 from kvmsim.engine.footprint import Summary
 from kvmsim.engine.futures import Futures
 from kvmsim.engine.por import Footprint, PartialOrder
@@ -183,6 +183,22 @@ def test_a_step_blocked_for_good_has_no_future() -> None:
     for block in range(len(after.cfg)):
         got = futures.summary(parked, block, (None, True))
         assert got is not None and not any(a[2] == "x" for a in got.accesses)
+
+
+def short_circuit(r: Regs, flag: int = 1) -> Steps:
+    while True:
+        if flag or choose(()):  # choose(()) blocks, but only runs when flag is 0
+            r.x += 1
+        yield "x"
+
+
+def test_and_or_evaluate_operands_only_as_python_does() -> None:
+    model = _single(short_circuit)
+    futures = PartialOrder(System(model), model).futures
+    for flag, touches in ((1, True), (0, False)):
+        got = futures.summary(short_circuit, 0, (None, flag))
+        assert got is not None
+        assert any(a[2] == "x" for a in got.accesses) is touches
 
 
 def unbounded(r: Regs, n: int = 0) -> Steps:

@@ -31,7 +31,7 @@ from types import FunctionType
 from typing import Any
 
 from .compiler import CALL, JUMP, RETURN, UNSET, YIELD, compile_actor, control_flow
-from .footprint import Analyzer, Summary, _Scope
+from .footprint import Analyzer, Summary, _Scope, _stored_names
 from .runtime import await_, choose, maybe
 
 Env = tuple[Any, ...]  # per local slot: a concrete value or UNKNOWN
@@ -180,6 +180,7 @@ class FunctionFutures:
                 truth = self.truth(stmt.test, env)
                 if len(truth) != 1:
                     break
+                env = self._havoc(stmt.test, env)
                 cont = rest + ((stmt.body if True in truth else stmt.orelse, 0),)
                 continue
             self._touch(stmt, ids)
@@ -187,7 +188,7 @@ class FunctionFutures:
                 exits = self._exits(stmt.value, env, block)
                 if len(exits) != 1 or exits[0][0] < 0 or exits[0][1]:
                     break
-                block, env = self._enter(exits[0][0], env)
+                block, env = self._enter(exits[0][0], self._havoc(stmt, env))
                 cont = ((self.cfg[block].stmts, 0),)
                 continue
             if isinstance(stmt, ast.Raise) or _is_compound(stmt):
@@ -273,13 +274,16 @@ class FunctionFutures:
             if isinstance(stmt, ast.If):
                 self._touch(stmt.test, ids)
                 truth = self.truth(stmt.test, env)
+                after = self._havoc(stmt.test, env)  # a walrus in the test
                 for branch, taken in ((stmt.body, True), (stmt.orelse, False)):
                     if taken in truth:
-                        work.append((rest + ((branch, 0),), env))
+                        work.append((rest + ((branch, 0),), after))
                 continue
             self._touch(stmt, ids)
             if isinstance(stmt, ast.Return):
-                for b, yielded in self._exits(stmt.value, env, block):
+                exits = self._exits(stmt.value, env, block)
+                env = self._havoc(stmt, env)
+                for b, yielded in exits:
                     if b < 0:
                         returns = True
                     else:
@@ -393,10 +397,10 @@ class FunctionFutures:
 
     def _havoc(self, stmt: ast.AST, env: Env) -> Env:
         stored = {
-            self.slots[n.id]
+            self.slots[name]
             for n in ast.walk(stmt)
-            if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))
-            and n.id in self.slots
+            for name in _stored_names(n)
+            if name in self.slots
         }
         if not stored:
             return env
@@ -406,15 +410,16 @@ class FunctionFutures:
     def truth(self, expr: ast.expr, env: Env) -> set[bool]:
         """The truth values expr may have (empty: evaluating it never completes)."""
         if isinstance(expr, ast.BoolOp):
-            parts = [self.truth(v, env) for v in expr.values]
-            if any(not p for p in parts):
-                return set()
-            stop = isinstance(expr.op, ast.Or)  # the value that decides
-            if any(p == {stop} for p in parts):
-                return {stop}
-            if all(p == {not stop} for p in parts):
-                return {not stop}
-            return {True, False}
+            stop = isinstance(expr.op, ast.Or)  # the truth value that ends the evaluation
+            out: set[bool] = set()
+            for operand in expr.values:
+                truth = self.truth(operand, env)
+                if stop in truth:
+                    out.add(stop)
+                if (not stop) not in truth:
+                    return out  # no path evaluates the operands after this one
+            out.add(not stop)
+            return out
         if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not):
             return {not t for t in self.truth(expr.operand, env)}
         values = self.eval(expr, env)
@@ -453,9 +458,9 @@ class FunctionFutures:
         if isinstance(expr, ast.Compare):
             return self._compare(expr, env)
         if isinstance(expr, ast.BoolOp):
-            values = [self.eval(v, env) for v in expr.values]
-            if all(v is not None for v in values):
-                return _boolop(isinstance(expr.op, ast.And), values)  # type: ignore[arg-type]
+            got = self._boolop(isinstance(expr.op, ast.And), expr.values, env)
+            if got is not None:
+                return got
             truth = self.truth(expr, env)
             # operands that are all comparisons or negations evaluate to bools
             if len(truth) < 2 and all(_is_bool(v) for v in expr.values):
@@ -475,8 +480,27 @@ class FunctionFutures:
             return self._call(expr, env)
         return None
 
+    def _boolop(self, is_and: bool, operands: list[ast.expr], env: Env) -> Values:
+        """Python's `and`/`or`, evaluating an operand only where the ones before it let
+        the evaluation go on (None: unknown)."""
+        first = self.eval(operands[0], env)
+        if first is None:
+            return None
+        out: list[Any] = []
+        for value in first:
+            if len(operands) == 1 or bool(value) is not is_and:
+                out.append(value)
+                continue
+            more = self._boolop(is_and, operands[1:], env)
+            if more is None:
+                return None
+            out += more
+        return _unique(out)
+
     def _compare(self, expr: ast.Compare, env: Env) -> Values:
         operands = [self.eval(e, env) for e in [expr.left, *expr.comparators]]
+        if any(not v for v in operands):
+            return None  # a chain stops early: a later operand need not be evaluated
         results: list[Any] = []
         combos = _product(operands, tuple)
         if combos is None:
@@ -540,19 +564,6 @@ def _is_bool(expr: ast.expr) -> bool:
     return isinstance(expr, ast.Compare) or (
         isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not)
     )
-
-
-def _boolop(is_and: bool, values: list[list[Any]]) -> Values:
-    """Python's `and`/`or` over every combination of operand values."""
-    out: list[Any] = []
-    for combo in _product(values, tuple) or []:
-        result = combo[0]
-        for v in combo[1:]:
-            if bool(result) is not is_and:
-                break
-            result = v
-        out.append(result)
-    return _unique(out)
 
 
 def _apply(fn: Callable[..., Any], operands: list[Values]) -> Values:
