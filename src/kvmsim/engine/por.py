@@ -5,18 +5,25 @@ In each state the search may expand, instead of every actor's step, the step (al
 outcomes) of a single enabled actor p, when
 
 1. *persistence*: no other actor can, from its current position and whatever it does from
-   there, write a field p's step reads or writes, or read a field p's step writes. p's step
-   is recorded as it runs (field reads through a hook on Struct attribute access, writes
-   through one on assignment); the other actors' futures come from a static analysis of
-   every block still reachable in their code, steps they cannot take yet included
-   (engine/footprint.py). Looking only at the steps other actors can take *now* is unsound:
-   a step that becomes enabled later may race with p (design note 8c);
+   there, write a field p's step reads or writes, or read a field p's step writes. The
+   other actors' futures come from running their code abstractly from where they stand
+   (engine/futures.py: the locals that steer it, such as a pc or a loop counter, keep their
+   values, so a counted loop ends), falling back to every block still reachable in their
+   code (engine/footprint.py); steps they cannot take yet are included. Looking only at the
+   steps other actors can take *now* is unsound: a step that becomes enabled later may race
+   with p (design note 8c). p's step is judged first from the same reading of its code up to
+   its next yield (no step is run for an actor that cannot be ample); failing that, from
+   the fields it reads and writes when run in this state (field reads through a hook on
+   Struct attribute access, writes through one on assignment, and whatever changed), which
+   is sharper where the step branches on shared state;
 2. *invisibility*: p's step writes no field an invariant or a `sometimes` witness reads
    (their functions are analysed the same way), so no state a property looks at is
    skipped;
-3. *cycle proviso*: every successor of p's step is a state not seen before. A cycle of the
-   reduced graph then always contains a fully expanded state (its first-discovered state's
-   predecessor found it already seen), so no step is postponed forever (design note 8d).
+3. *cycle proviso*: no successor of p's step is a state the search found before at the same
+   or a smaller depth (``seen`` says so; the depth-first search passes "found at all"). In
+   breadth-first order an edge of a cycle must lead to a state no deeper than its source,
+   found by then, so every cycle of the reduced graph contains a fully expanded state and no
+   step is postponed forever (design note 8d: the proviso holds for every successor).
 
 Otherwise the state is fully expanded. Then every deadlock and terminal state, every
 violated invariant, assertion and fail() event of the full graph is found (a persistent,
