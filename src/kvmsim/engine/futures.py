@@ -63,6 +63,8 @@ class FunctionFutures(Evaluator):
         self._summaries: dict[Node, Summary | None] = {}
         self._steps: dict[Node, tuple[Summary, bool] | None] = {}
         self._certain: dict[Node, Summary] = {}
+        self._stores: dict[int, frozenset[int]] = {}  # id(node): the local slots it stores
+        self._keep_alive: list[ast.AST] = []  # the nodes _stores names by id
 
     # -- positions -----------------------------------------------------------------------
     def entry(self, block: int, values: tuple[Any, ...]) -> Node:
@@ -340,12 +342,16 @@ class FunctionFutures(Evaluator):
             env[slot] = value
 
     def _havoc(self, stmt: ast.AST, env: Env) -> Env:
-        stored = {
-            self.slots[name]
-            for n in ast.walk(stmt)
-            for name in _stored_names(n)
-            if name in self.slots
-        }
+        """env with every local stmt may store made unknown."""
+        stored = self._stores.get(id(stmt))
+        if stored is None:
+            stored = self._stores[id(stmt)] = frozenset(
+                self.slots[name]
+                for n in ast.walk(stmt)
+                for name in _stored_names(n)
+                if name in self.slots
+            )
+            self._keep_alive.append(stmt)
         if not stored:
             return env
         return tuple(UNKNOWN if i in stored else v for i, v in enumerate(env))
