@@ -4,6 +4,7 @@ Safety search (liveness off, which the reductions need), breadth-first, one proc
 figures are measured side by side in one run, so their ratios hold even on a busy machine.
 
     PYTHONPATH=src python bench/reductions.py            # demos, SPIN's model, KVM
+    PYTHONPATH=src python bench/reductions.py --spin 2x1,2x2   # SPIN's model at 2x1, 2x2
     PYTHONPATH=src python bench/reductions.py --three    # also three vCPUs (long)
 
 Each row's four searches run on the same model; the ratio is full states / reduced states.
@@ -46,7 +47,8 @@ def row(name: str, make: object) -> None:
         counts.append(result.stats.states)
         verdicts.add((result.verdict, tuple(sorted(result.violated()))))
         ratio = counts[0] / result.stats.states
-        cells.append(f"{result.stats.states:>9,} {ratio:5.2f}x {seconds:7.1f}s")
+        rate = result.stats.states / max(seconds, 1e-9)
+        cells.append(f"{result.stats.states:>9,} {ratio:5.2f}x {seconds:7.1f}s {rate:>6,.0f}/s")
     same = "same verdict" if len(verdicts) == 1 else f"VERDICTS DIFFER: {verdicts}"
     print(" | ".join(cells) + f" | {same}", flush=True)
 
@@ -71,12 +73,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--three", action="store_true", help="also three-vcpus-any-order")
     parser.add_argument("--variants", default="pinned,v4.13", help="comma-separated")
+    parser.add_argument(
+        "--spin", default="2x1", help="SPIN-model configurations VxOPS, comma-separated"
+    )
     args = parser.parse_args()
-    head = " | ".join(f"{label:>25}" for label, _ in MODES)
+    head = " | ".join(f"{label:>33}" for label, _ in MODES)
     print(f"{'model':<40} | {head} | check")
     row("lost-update (demo)", lost_update)
     row("philosophers (demo)", philosophers)
-    spin_rows([(2, 1)] + ([(3, 1)] if args.three else []))
+    try:
+        configs = [tuple(int(n) for n in c.split("x")) for c in args.spin.split(",")]
+        assert all(len(c) == 2 for c in configs)
+    except (ValueError, AssertionError):
+        parser.error(f"--spin wants configurations like 2x1,2x2, got {args.spin!r}")
+    spin_rows([(c[0], c[1]) for c in configs] + ([(3, 1)] if args.three else []))
     scenarios = ["two-vcpus-any-order"] + (["three-vcpus-any-order"] if args.three else [])
     for scenario in scenarios:
         for variant in args.variants.split(","):

@@ -518,9 +518,12 @@ def _bfs(s: _Search) -> None:
         s.on_new_state(sys.initial, lambda: [])
         queue = deque([sys.initial])
     find, depth = g.find, g.depth
+    d = 0
 
     def seen(key: State) -> bool:
-        return find(key) is not None
+        # for the cycle proviso (engine/por.py): found already, at most as deep as state
+        at = find(key)
+        return at is not None and depth[at] <= d
 
     run = s.longrun
     # The queue holds the states numbered idx .. len(g) - 1, in order: every state found is

@@ -5,18 +5,25 @@ In each state the search may expand, instead of every actor's step, the step (al
 outcomes) of a single enabled actor p, when
 
 1. *persistence*: no other actor can, from its current position and whatever it does from
-   there, write a field p's step reads or writes, or read a field p's step writes. p's step
-   is recorded as it runs (field reads through a hook on Struct attribute access, writes
-   through one on assignment); the other actors' futures come from a static analysis of
-   every block still reachable in their code, steps they cannot take yet included
-   (engine/footprint.py). Looking only at the steps other actors can take *now* is unsound:
-   a step that becomes enabled later may race with p (design note 8c);
+   there, write a field p's step reads or writes, or read a field p's step writes. The
+   other actors' futures come from running their code abstractly from where they stand
+   (engine/futures.py: the locals that steer it, such as a pc or a loop counter, keep their
+   values, so a counted loop ends), falling back to every block still reachable in their
+   code (engine/footprint.py); steps they cannot take yet are included. Looking only at the
+   steps other actors can take *now* is unsound: a step that becomes enabled later may race
+   with p (design note 8c). p's step is judged first from the same reading of its code up to
+   its next yield (no step is run for an actor that cannot be ample); failing that, from
+   the fields it reads and writes when run in this state (field reads through a hook on
+   Struct attribute access, writes through one on assignment, and whatever changed), which
+   is sharper where the step branches on shared state;
 2. *invisibility*: p's step writes no field an invariant or a `sometimes` witness reads
    (their functions are analysed the same way), so no state a property looks at is
    skipped;
-3. *cycle proviso*: every successor of p's step is a state not seen before. A cycle of the
-   reduced graph then always contains a fully expanded state (its first-discovered state's
-   predecessor found it already seen), so no step is postponed forever (design note 8d).
+3. *cycle proviso*: no successor of p's step is a state the search found before at the same
+   or a smaller depth (``seen`` says so; the depth-first search passes "found at all"). In
+   breadth-first order an edge of a cycle must lead to a state no deeper than its source,
+   found by then, so every cycle of the reduced graph contains a fully expanded state and no
+   step is postponed forever (design note 8d: the proviso holds for every successor).
 
 Otherwise the state is fully expanded. Then every deadlock and terminal state, every
 violated invariant, assertion and fail() event of the full graph is found (a persistent,
@@ -27,26 +34,30 @@ reduction off for those.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from types import FunctionType
 from typing import Any
 
 from .compiler import UNSET, compile_actor
 from .footprint import TOP, Analyzer, Summary, reachable_values, satisfiable, struct_methods
+from .futures import Futures
 from .model import Model
 from .system import Outcome, State, System
 from .world import Struct
 
 Step = tuple[int, tuple[int, ...], Outcome]
 Field = tuple[int, str]  # (object slot, field name)
+_SERIALS = itertools.count()
 
 
 class Footprint:
     """Fields some code may touch: exactly (slot, field) or by name on any object."""
 
-    __slots__ = ("reads", "writes", "read_names", "write_names", "anything")
+    __slots__ = ("reads", "writes", "read_names", "write_names", "anything", "serial")
 
     def __init__(self) -> None:
+        self.serial = next(_SERIALS)  # names a cached footprint in memos
         self.reads: set[Field] = set()
         self.writes: set[Field] = set()
         self.read_names: set[str] = set()
@@ -60,33 +71,25 @@ class Footprint:
         self.write_names |= other.write_names
         self.anything = self.anything or other.anything
 
-    def conflicts(self, reads: set[Field], writes: set[Field]) -> bool:
-        """Whether a step that read and wrote these fields may not commute with this code."""
-        if self.anything:
+    def clashes(self, other: Footprint) -> bool:
+        """Whether code with this footprint (a step) may not commute with other's code."""
+        if self.anything or other.anything:
             return True
-        for f in writes:
-            if f in self.reads or f in self.writes or f[1] in self.read_names:
+        o_reads, o_writes = other.reads, other.writes
+        o_read_names = other.read_names | {f[1] for f in o_reads}
+        o_write_names = other.write_names | {f[1] for f in o_writes}
+        for f in self.writes:
+            if f in o_reads or f in o_writes or f[1] in other.read_names:
                 return True
-            if f[1] in self.write_names:
+            if f[1] in other.write_names:
                 return True
-        for f in reads:
-            if f in self.writes or f[1] in self.write_names:
+        for f in self.reads:
+            if f in o_writes or f[1] in other.write_names:
                 return True
-        return False
-
-
-_READS: set[tuple[int, str]] = set()
-_WRITES: set[tuple[int, str]] = set()
-
-
-def _recording_get(self: Struct, name: str) -> Any:
-    _READS.add((id(self), name))
-    return object.__getattribute__(self, name)
-
-
-def _recording_set(self: Struct, name: str, value: Any) -> None:
-    _WRITES.add((id(self), name))
-    object.__setattr__(self, name, value)
+        for name in self.write_names:
+            if name in o_read_names or name in o_write_names:
+                return True
+        return any(name in o_write_names for name in self.read_names)
 
 
 class PartialOrder:
@@ -101,6 +104,7 @@ class PartialOrder:
         classes = {type(o) for o in world.objects}
         names = {f for c in classes for f in c._fields}
         self.analyzer = Analyzer(self.slot_of, struct_methods(classes), names)
+        self.futures = Futures(self.analyzer)
         whole = Summary()
         # An actor whose code the analysis cannot follow may also read fields the hooks do
         # not see (through __dict__, getattr): its steps are never expanded alone.
@@ -134,7 +138,13 @@ class PartialOrder:
             elif prop.check is not None:
                 seen.anything = True
         self.visible = self._resolve(seen, (system.root,))
+        self.visible_names = self.visible.read_names | {f[1] for f in self.visible.reads}
         self._cache: dict[Any, Footprint] = {}
+        self._stacks: dict[Any, Footprint] = {}
+        self._next: dict[Any, Footprint] = {}
+        self._certain: dict[Any, Footprint] = {}
+        self._pairs: dict[tuple[int, int], bool] = {}  # (step, future) serials: clash?
+        self._invisible: dict[int, bool] = {}
         self.ample_states = 0  # states expanded with one actor's step
         self.full_states = 0
 
@@ -194,87 +204,223 @@ class PartialOrder:
                 (out.writes if write else out.reads).add((slot, fname))
         return out
 
+    def _frame_future(self, func: FunctionType, pc: int, values: tuple[Any, ...]) -> Footprint:
+        key = (func, pc, values)
+        got = self._cache.get(key)
+        if got is None:
+            summary = self.futures.summary(func, pc, values)
+            if summary is None:  # too many positions: every block still reachable
+                got = self._resolve(self.analyzer.future(func, pc), values, func)
+            else:
+                got = self._resolve(summary, values)
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[key] = got
+        return got
+
     def future(self, frames: Any) -> Footprint:
         """Everything an actor with this call stack may still read or write."""
-        out = Footprint()
-        for func, pc, values in frames:
-            key = (func, pc, values)
-            got = self._cache.get(key)
-            if got is None:
-                got = self._resolve(self.analyzer.future(func, pc), values, func)
-                if len(self._cache) > 200_000:
-                    self._cache.clear()
-                self._cache[key] = got
-            out.add(got)
-        return out
+        got = self._stacks.get(frames)
+        if got is None:
+            got = Footprint()
+            for func, pc, values in frames:
+                got.add(self._frame_future(func, pc, values))
+            if len(self._stacks) > 200_000:
+                self._stacks.clear()
+            self._stacks[frames] = got
+        return got
+
+    def next_step(self, frames: Any) -> Footprint:
+        """What an actor with this call stack may read or write in its next step: its top
+        frame's code up to the next yield and, where that may return, its callers'."""
+        got = self._next.get(frames)
+        if got is None:
+            got = Footprint()
+            for func, pc, values in reversed(frames):
+                code = self.futures.function(func)
+                found = None if code is None else code.next_step(pc, values)
+                if found is None:
+                    got.anything = True
+                    break
+                got.add(self._resolve(found[0], values))
+                if not found[1]:
+                    break
+            if len(self._next) > 200_000:
+                self._next.clear()
+            self._next[frames] = got
+        return got
+
+    def certain(self, frames: Any) -> Footprint:
+        """What the top frame's next step touches whatever the state (see
+        FunctionFutures.certain)."""
+        got = self._certain.get(frames)
+        if got is None:
+            func, pc, values = frames[-1]
+            code = self.futures.function(func)
+            got = Footprint() if code is None else self._resolve(code.certain(pc, values), values)
+            if len(self._certain) > 200_000:
+                self._certain.clear()
+            self._certain[frames] = got
+        return got
 
     # -- the reduction -------------------------------------------------------------------------
-    def _run(self, state: State, actor: int) -> tuple[list[Step], set[Field], set[Field]]:
-        """Every outcome of actor's next step, and the fields those runs read and wrote."""
-        _READS.clear()
-        _WRITES.clear()
+    def successors(self, state: State, seen: Callable[[State], bool]) -> Iterator[Step]:
+        """The steps to expand from state: one actor's (an ample set) or everyone's.
+
+        First from the static footprints of the actors' next steps (no step is run for an
+        actor that cannot be ample); failing that, from the fields each step reads and
+        writes when run in this state, which is sharper where a step branches on shared
+        state (a loop that ends, a lock that is free)."""
+        stacks = state[1]
+        live = [a for a, frames in enumerate(stacks) if frames is not None]
+        if len(live) < 2:
+            self.full_states += 1
+            return (step for a in live for step in self._run(state, a))
+        futures = [None if f is None else self.future(f) for f in stacks]
+        ran: dict[int, list[Step]] = {}
+        for actor in live:
+            if actor in self.opaque or not self._independent(
+                actor, self.next_step(stacks[actor]), futures
+            ):
+                continue
+            steps = ran[actor] = self._run(state, actor)
+            if self._ample(steps, seen):
+                return iter(steps)
+        # run the others with recording hooks where that may show a step independent: not
+        # where what it does on every path already clashes
+        hopeful = [
+            a
+            for a in live
+            if a not in ran
+            and a not in self.opaque
+            and self._independent(a, self.certain(stacks[a]), futures)
+        ]
+        if not hopeful:
+            self.full_states += 1
+            return (step for a in live for step in (ran[a] if a in ran else self._run(state, a)))
+        recorded = self._record(state, hopeful)
+        ran.update((a, steps) for a, (steps, _fp) in recorded.items())
+        ran.update((a, self._run(state, a)) for a in live if a not in ran)
+        enabled = [a for a in live if any(o.kind != "blocked" for _a, _s, o in ran[a])]
+        if len(enabled) > 1:
+            for actor in sorted(recorded, key=lambda a: len(ran[a])):
+                steps, step = recorded[actor]
+                if (
+                    actor in enabled
+                    and actor not in self.opaque
+                    and self._independent(actor, step, futures, memo=False)
+                    and self._ample(steps, seen)
+                ):
+                    return iter(steps)
+        self.full_states += 1
+        return (step for a in live for step in ran[a])
+
+    def _ample(self, steps: list[Step], seen: Callable[[State], bool]) -> bool:
+        """Whether steps (one actor's) may be expanded alone: the actor is enabled, and the
+        cycle proviso holds for every successor."""
+        if any(out.kind != "blocked" for _a, _s, out in steps) and all(
+            out.state is None or not seen(out.state) for _a, _s, out in steps
+        ):
+            self.ample_states += 1
+            return True
+        return False
+
+    def _run(self, state: State, actor: int) -> list[Step]:
+        return [(actor, sc, out) for sc, out in self.system._outcomes(state, actor)]
+
+    def _record(self, state: State, actors: list[int]) -> dict[int, tuple[list[Step], Footprint]]:
+        """Every outcome of each actor's next step, and the fields those runs touched (field
+        reads through a hook on Struct attribute access, writes through one on assignment,
+        and whatever else changed)."""
+        out: dict[int, tuple[list[Step], Footprint]] = {}
+        if not actors:
+            return out
         Struct.__getattribute__ = _recording_get  # type: ignore[method-assign,assignment]
         Struct.__setattr__ = _recording_set  # type: ignore[method-assign,assignment]
         try:
-            steps = [(actor, sc, out) for sc, out in self.system._outcomes(state, actor)]
+            for actor in actors:
+                _READS.clear()
+                _WRITES.clear()
+                steps = self._run(state, actor)
+                fp = Footprint()
+                fp.reads = self._fields_of(_READS)
+                fp.writes = self._fields_of(_WRITES)
+                out[actor] = (steps, fp)
         finally:
             del Struct.__getattribute__
             del Struct.__setattr__
-        writes = self._fields_of(_WRITES)
-        # and whatever changed by other means (a write through __dict__ skips the hook)
         before = state[0]
-        for _a, _sc, out in steps:
-            if out.state is not None:
-                for slot, (old, new) in enumerate(zip(before, out.state[0])):
-                    if old is not new and old != new:
-                        names = self.system.world.fields[slot]
-                        writes.update((slot, names[k]) for k in range(len(old)) if old[k] != new[k])
-        return steps, self._fields_of(_READS), writes
+        fields = self.system.world.fields
+        for steps, fp in out.values():
+            for _a, _sc, o in steps:  # a write through __dict__ skips the hook
+                if o.state is not None:
+                    for slot, (old, new) in enumerate(zip(before, o.state[0])):
+                        if old is not new and old != new:
+                            fp.writes.update(
+                                (slot, fields[slot][k]) for k in range(len(old)) if old[k] != new[k]
+                            )
+        return out
 
     def _fields_of(self, accesses: set[tuple[int, str]]) -> set[Field]:
-        out: set[Field] = set()
+        got: set[Field] = set()
         for oid, name in accesses:
             slot = self.slot_of.get(oid)
             if slot is not None and name in self.fields[slot]:
-                out.add((slot, name))
-        return out
+                got.add((slot, name))
+        return got
 
-    def successors(self, state: State, seen: Callable[[State], bool]) -> Iterator[Step]:
-        """The steps to expand from state: one actor's (an ample set) or everyone's."""
-        runs: list[tuple[int, list[Step], set[Field], set[Field]]] = []
-        for actor, frames in enumerate(state[1]):
-            if frames is None:
-                continue
-            steps, reads, writes = self._run(state, actor)
-            runs.append((actor, steps, reads, writes))
-        enabled = [r for r in runs if any(out.kind != "blocked" for _a, _s, out in r[1])]
-        if len(enabled) > 1:
-            futures = {a: self.future(state[1][a]) for a, _s, _r, _w in runs}
-            for actor, steps, reads, writes in sorted(enabled, key=lambda r: len(r[1])):
-                if self._ample(actor, steps, reads, writes, futures, seen):
-                    self.ample_states += 1
-                    return iter(steps)
-        self.full_states += 1
-        return (step for _a, steps, _r, _w in runs for step in steps)
-
-    def _ample(
-        self,
-        actor: int,
-        steps: list[Step],
-        reads: set[Field],
-        writes: set[Field],
-        futures: dict[int, Footprint],
-        seen: Callable[[State], bool],
+    def _independent(
+        self, actor: int, step: Footprint, futures: list[Footprint | None], memo: bool = True
     ) -> bool:
-        if actor in self.opaque:
+        """Whether a step of actor with this footprint is invisible and commutes with
+        everything every other actor may still do (memo: step is a cached footprint)."""
+        if step.anything:
             return False
-        vis = self.visible
-        if vis.anything and writes:
+        invisible = self._invisible.get(step.serial) if memo else None
+        if invisible is None:
+            invisible = self._is_invisible(step)
+            if memo:
+                self._invisible[step.serial] = invisible
+        if not invisible:
             return False
-        if any(f in vis.reads or f[1] in vis.read_names for f in writes):
-            return False
-        for other, fut in futures.items():
-            if other != actor and fut.conflicts(reads, writes):
+        pairs = self._pairs
+        if len(pairs) > 1_000_000:
+            pairs.clear()
+            self._invisible.clear()
+        for other, fut in enumerate(futures):
+            if fut is None or other == actor:
+                continue
+            if not memo:
+                if step.clashes(fut):
+                    return False
+                continue
+            key = (step.serial, fut.serial)
+            clash = pairs.get(key)
+            if clash is None:
+                clash = pairs[key] = step.clashes(fut)
+            if clash:
                 return False
-        # the cycle proviso, for every successor
-        return all(out.state is None or not seen(out.state) for _a, _s, out in steps)
+        return True
+
+    def _is_invisible(self, step: Footprint) -> bool:
+        """Whether the step writes no field a property reads."""
+        vis = self.visible
+        if vis.anything and (step.writes or step.write_names):
+            return False
+        if any(f in vis.reads or f[1] in vis.read_names for f in step.writes):
+            return False
+        return not any(n in self.visible_names for n in step.write_names)
+
+
+_READS: set[tuple[int, str]] = set()
+_WRITES: set[tuple[int, str]] = set()
+
+
+def _recording_get(self: Struct, name: str) -> Any:
+    _READS.add((id(self), name))
+    return object.__getattribute__(self, name)
+
+
+def _recording_set(self: Struct, name: str, value: Any) -> None:
+    _WRITES.add((id(self), name))
+    object.__setattr__(self, name, value)
