@@ -171,3 +171,40 @@ def test_a_failed_step_leaves_the_world_as_it_was(how: str, kind: str) -> None:
     assert out.kind == kind
     assert system.world.snapshot_full() == system.initial[0]
     assert vars(system.root) == {"x": 0, "y": 0}
+
+
+@pytest.mark.parametrize(("variant", "expect"), [("pinned", "holds"), ("v4.13", "violated")])
+def test_por_remembered_recordings_are_invisible(
+    monkeypatch: pytest.MonkeyPatch, variant: str, expect: str
+) -> None:
+    """The partial-order reduction remembers each recorded step (outcomes and the fields it
+    touched) per (actor, frames, world): the reduced search is the same without that."""
+    from kvmsim.engine import por as por_module
+    from kvmsim.engine.reduction import Reductions
+    from kvmsim.machine import build_model
+    from kvmsim.scenarios import get_scenario
+    from kvmsim.variants import get_variant
+
+    model = build_model(get_variant(variant), get_scenario("two-vcpus-any-order"))
+    options = Options(liveness=False, por=True, symmetry=True)
+    made: list[Reductions] = []
+    real_init = Reductions.__init__
+
+    def spy(self: Reductions, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Reductions, "__init__", spy)
+    remembering = check(model, options)
+    monkeypatch.setattr(por_module, "RECORDED_SIZE", 0)  # cleared before every insertion
+    monkeypatch.setattr(system_module, "MEMO_SIZE", 0)  # and no outcome remembered
+    forgetting = check(model, options)
+    first, second = (r.por for r in made)
+    assert first is not None and second is not None
+    assert first.reused > 10 * second.reused
+    assert remembering.verdict == forgetting.verdict == expect
+    assert remembering.violated() == forgetting.violated()
+    assert (remembering.stats.states, remembering.stats.transitions) == (
+        forgetting.stats.states,
+        forgetting.stats.transitions,
+    )

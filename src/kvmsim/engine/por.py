@@ -34,6 +34,7 @@ reduction off for those.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterator
 from types import FunctionType
@@ -43,9 +44,10 @@ from .compiler import UNSET, compile_actor
 from .footprint import TOP, Analyzer, Summary, reachable_values, satisfiable, struct_methods
 from .futures import Futures
 from .model import Model
-from .system import Outcome, State, System
+from .system import Outcome, Remembered, State, System, remembered
 from .world import Struct
 
+RECORDED_SIZE = 100_000  # recorded steps PartialOrder._record remembers
 Step = tuple[int, tuple[int, ...], Outcome]
 Field = tuple[int, str]  # (object slot, field name)
 _SERIALS = itertools.count()
@@ -140,6 +142,9 @@ class PartialOrder:
         self.visible = self._resolve(seen, (system.root,))
         self.visible_names = self.visible.read_names | {f[1] for f in self.visible.reads}
         self._cache: dict[Any, Footprint] = {}
+        # _record(): (actor, its frames, world) -> its remembered outcomes and footprint
+        self._recorded: dict[Any, tuple[list[Remembered], Footprint]] = {}
+        self.reused = 0  # recorded steps taken from _recorded
         self._stacks: dict[Any, Footprint] = {}
         self._next: dict[Any, Footprint] = {}
         self._certain: dict[Any, Footprint] = {}
@@ -326,22 +331,38 @@ class PartialOrder:
         return False
 
     def _run(self, state: State, actor: int) -> list[Step]:
-        return [(actor, sc, out) for sc, out in self.system._outcomes(state, actor)]
+        return [(actor, sc, out) for sc, out in self.system.outcomes(state, actor)]
 
     def _record(self, state: State, actors: list[int]) -> dict[int, tuple[list[Step], Footprint]]:
         """Every outcome of each actor's next step, and the fields those runs touched (field
         reads through a hook on Struct attribute access, writes through one on assignment,
-        and whatever else changed)."""
+        and whatever else changed). Like the outcomes, the fields are a function of (actor,
+        its frames, the world), so both are remembered for states that share the triple."""
         out: dict[int, tuple[list[Step], Footprint]] = {}
-        if not actors:
+        system, memo = self.system, self._recorded
+        world, stacks = state
+        fresh: list[int] = []
+        for actor in actors:
+            try:
+                known = memo.get((actor, stacks[actor], world))
+            except TypeError:  # unhashable: the search reports where it is stored
+                known = None
+            if known is None:
+                fresh.append(actor)
+            else:
+                self.reused += 1
+                steps = [(actor, *system.rebuilt(state, actor, r)) for r in known[0]]
+                out[actor] = (steps, known[1])
+        if not fresh:
             return out
         Struct.__getattribute__ = _recording_get  # type: ignore[method-assign,assignment]
         Struct.__setattr__ = _recording_set  # type: ignore[method-assign,assignment]
         try:
-            for actor in actors:
+            for actor in fresh:
                 _READS.clear()
                 _WRITES.clear()
-                steps = self._run(state, actor)
+                # not system.outcomes: a remembered step would run no code for the hooks
+                steps = [(actor, sc, o) for sc, o in system._outcomes(state, actor)]
                 fp = Footprint()
                 fp.reads = self._fields_of(_READS)
                 fp.writes = self._fields_of(_WRITES)
@@ -350,8 +371,9 @@ class PartialOrder:
             del Struct.__getattribute__
             del Struct.__setattr__
         before = state[0]
-        fields = self.system.world.fields
-        for steps, fp in out.values():
+        fields = system.world.fields
+        for actor in fresh:
+            steps, fp = out[actor]
             for _a, _sc, o in steps:  # a write through __dict__ skips the hook
                 if o.state is not None:
                     for slot, (old, new) in enumerate(zip(before, o.state[0])):
@@ -359,6 +381,13 @@ class PartialOrder:
                             fp.writes.update(
                                 (slot, fields[slot][k]) for k in range(len(old)) if old[k] != new[k]
                             )
+            if len(memo) >= RECORDED_SIZE:
+                memo.clear()
+            with contextlib.suppress(TypeError):
+                memo[(actor, stacks[actor], world)] = (
+                    [remembered(sc, o, actor) for _a, sc, o in steps],
+                    fp,
+                )
         return out
 
     def _fields_of(self, accesses: set[tuple[int, str]]) -> set[Field]:

@@ -84,7 +84,7 @@ class System:
         self.world = World(roots)
         self._made: tuple[State, int, Sequence[Sequence[Any]]] | None = None  # the last step
         # successors(): (actor, its frames, world) -> what its step did (see there)
-        self._memo: dict[tuple[int, ActorState, WorldTuple], list[_Remembered]] = {}
+        self._memo: dict[tuple[int, ActorState, WorldTuple], list[Remembered]] = {}
         self._verdicts: dict[WorldTuple, list[tuple[str, str]]] = {}  # check_invariants()
         self.memo_size = MEMO_SIZE
         self.verdicts_size = MEMO_SIZE
@@ -348,7 +348,13 @@ class System:
         return out
 
     def successors(self, state: State) -> Iterator[tuple[int, tuple[int, ...], Outcome]]:
-        """(actor, choice script, outcome) for every transition out of state.
+        """(actor, choice script, outcome) for every transition out of state."""
+        for i in range(len(state[1])):
+            for script, out in self.outcomes(state, i):
+                yield i, script, out
+
+    def outcomes(self, state: State, i: int) -> list[tuple[tuple[int, ...], Outcome]]:
+        """(choice script, outcome) of actor i's next step, one per combination of choices.
 
         An actor's step reads only the world and its own frames, so its outcomes are a
         function of (actor, its frames, the world): many states share that triple (they
@@ -356,44 +362,42 @@ class System:
         (up to memo_size triples) and reused with the other actors' frames of each state.
         """
         world, actors = state
-        memo = self._memo
+        frames = actors[i]
+        if frames is None:
+            return []
         if not self.memo_size:
-            for i in range(len(actors)):
-                for script, out in self._outcomes(state, i):
-                    yield i, script, out
-            return
-        for i, frames in enumerate(actors):
-            if frames is None:
-                continue
-            key = (i, frames, world)
-            try:
-                known = memo.get(key)
-                hashable = True
-            except TypeError:  # an unhashable value: the search reports it where it is stored
-                known = None
-                hashable = False
-            self._lookups += 1
-            if known is not None:
-                self._hits += 1
-                for script, kind, new_world, new_frames, fields in known:
-                    if kind == "ok":
-                        new_state = (new_world, actors[:i] + (new_frames,) + actors[i + 1 :])
-                        self._made = (new_state, i, new_frames or ())
-                        yield i, script, Outcome(kind, new_state, *fields)
-                    else:
-                        yield i, script, Outcome(kind, None, *fields)
-                continue
-            found: list[_Remembered] = []
-            for script, out in self._outcomes(state, i):
-                found.append(_remembered(script, out, i))
-                yield i, script, out
-            if hashable:
-                if len(memo) >= self.memo_size:
-                    memo.clear()
-                memo[key] = found
-            if self._lookups == MEMO_TRIAL and self._hits * 5 < MEMO_TRIAL:
-                self.memo_size = 0  # rarely reused: remembering costs more than it saves
+            return list(self._outcomes(state, i))
+        memo = self._memo
+        key = (i, frames, world)
+        try:
+            known = memo.get(key)
+            hashable = True
+        except TypeError:  # an unhashable value: the search reports it where it is stored
+            known = None
+            hashable = False
+        self._lookups += 1
+        if known is not None:
+            self._hits += 1
+            return [self.rebuilt(state, i, r) for r in known]
+        found = list(self._outcomes(state, i))
+        if hashable:
+            if len(memo) >= self.memo_size:
                 memo.clear()
+            memo[key] = [remembered(script, out, i) for script, out in found]
+        if self._lookups == MEMO_TRIAL and self._hits * 5 < MEMO_TRIAL:
+            self.memo_size = 0  # rarely reused: remembering costs more than it saves
+            memo.clear()
+        return found
+
+    def rebuilt(self, state: State, i: int, known: Remembered) -> tuple[tuple[int, ...], Outcome]:
+        """A remembered outcome of actor i's step, with state's other actors' frames."""
+        script, kind, new_world, new_frames, fields = known
+        if kind != "ok":
+            return script, Outcome(kind, None, *fields)
+        actors = state[1]
+        new_state = (new_world, actors[:i] + (new_frames,) + actors[i + 1 :])
+        self._made = (new_state, i, new_frames or ())
+        return script, Outcome(kind, new_state, *fields)
 
     def unfinished(self, state: State, include_daemons: bool = False) -> list[str]:
         return [
@@ -468,10 +472,10 @@ class System:
 
 # What successors() remembers of one outcome: (script, kind, world and frames after the
 # step (ok only), the other fields of the Outcome in order)
-_Remembered = tuple[tuple[int, ...], str, WorldTuple, ActorState, tuple[Any, ...]]
+Remembered = tuple[tuple[int, ...], str, WorldTuple, ActorState, tuple[Any, ...]]
 
 
-def _remembered(script: tuple[int, ...], out: Outcome, actor: int) -> _Remembered:
+def remembered(script: tuple[int, ...], out: Outcome, actor: int) -> Remembered:
     fields = (
         out.label, out.stack, out.choices, out.message, out.line, out.prop, out.events,
         out.failures,
