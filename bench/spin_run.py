@@ -83,20 +83,37 @@ def run_pan(
             out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else ""
             timed_out = True
         searched = time.perf_counter()
-    complete = not timed_out and "out of memory" not in out and "states, stored" in out
+    return parse_pan(
+        out, timed_out, timeout, memory_limit_mb, compiled - start, searched - compiled
+    )
+
+
+def parse_pan(
+    out: str,
+    timed_out: bool,
+    timeout: float | None,
+    memory_limit_mb: int | None,
+    compile_seconds: float,
+    search_seconds: float,
+) -> PanResult:
+    """pan's figures from its output. pan prints big counts in %g form (9.6e+07), and a
+    search stopped by -DMEMLIM says "reached -DMEMLIM bound" before its usual summary."""
+    out_of_memory = "out of memory" in out or "reached -DMEMLIM bound" in out
+    complete = not timed_out and not out_of_memory and "states, stored" in out
     note = ""
     if timed_out:
         note = f"pan stopped after {timeout:.0f} s"
-    elif "out of memory" in out:
+    elif out_of_memory:
         note = f"pan ran out of memory (MEMLIM {memory_limit_mb} MB)"
     elif "max search depth too small" in out:
         complete, note = False, "search depth too small"
+    count = r"(\d+(?:\.\d+)?(?:e\+\d+)?)"
     return PanResult(
-        states=int(_number(r"(\d+) states, stored", out)),
-        transitions=int(_number(r"(\d+) transitions", out)),
+        states=int(_number(count + r" states, stored", out, float)),
+        transitions=int(_number(count + r" transitions", out, float)),
         errors=int(_number(r"errors: (\d+)", out)),
-        compile_seconds=compiled - start,
-        search_seconds=searched - compiled,
+        compile_seconds=compile_seconds,
+        search_seconds=search_seconds,
         memory_mb=float(_number(r"([\d.]+)\s+total actual memory usage", out, float)),
         complete=complete,
         note=note,

@@ -11,7 +11,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import vs_spin  # noqa: E402
-from spin_run import missing_tools  # noqa: E402
+from spin_run import missing_tools, parse_pan  # noqa: E402
 
 LAST = "ratio kvmsim/spin at 2 vCPUs x 2 ops: "
 
@@ -54,3 +54,27 @@ def test_side_by_side(capsys: pytest.CaptureFixture[str]) -> None:
     assert "1,325" in spin and "holds" in spin
     assert "1,314" in kvmsim and " yes " in kvmsim
     assert out[-1] == LAST + "not measured (add 2x2 to --configs)"
+
+
+MEMLIM_STOP = """pan: reached -DMEMLIM bound
+	8.38861e+09 bytes used
+	102400 bytes more needed
+	8.38861e+09 bytes limit
+State-vector 68 byte, depth reached 97, errors: 0
+ 96073388 states, stored
+1.6408212e+08 states, matched
+2.6015551e+08 transitions (= stored+matched)
+ 7999.902	total actual memory usage
+"""
+
+
+def test_pan_stopped_by_its_memory_limit_is_incomplete() -> None:
+    """pan prints big counts in %g form and says "reached -DMEMLIM bound" when it stops for
+    memory: that is no verdict, and the counts are read whole."""
+    got = parse_pan(MEMLIM_STOP, False, 60.0, 8000, 2.0, 400.0)
+    assert not got.complete and "out of memory" in got.note
+    assert (got.states, got.transitions) == (96_073_388, 260_155_510)
+    done = parse_pan(
+        MEMLIM_STOP.replace("pan: reached -DMEMLIM bound", ""), False, 60.0, None, 2, 3
+    )
+    assert done.complete and done.errors == 0
