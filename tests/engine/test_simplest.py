@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from kvmsim.demos import DEMOS
 from kvmsim.engine import Model, Options, Result, Setup, Struct, await_, check, fail
-from kvmsim.engine.explore import switches
+from kvmsim.engine.simplest import switches
 from kvmsim.engine.system import State, System
 
 from .support import Steps

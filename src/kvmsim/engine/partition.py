@@ -10,7 +10,7 @@ per level keeps the search breadth-first, so every counterexample is a shortest 
 Every choice is made by a least key, never by arrival order, so the result does not depend
 on N: a state keeps, per actor, the least (parent fingerprint, choices) among the shortest
 ways to reach it with the fewest context switches (the dynamic program of
-``explore._simplest``, carried along the levels), and a property's counterexample is the
+``simplest.simplest``, carried along the levels), and a property's counterexample is the
 least by (length, context switches, fingerprint, step). The path is rebuilt by walking those
 parent links back across the partitions, then replayed in the main process.
 """
