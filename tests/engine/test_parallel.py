@@ -12,8 +12,8 @@ import pytest
 from kvmsim.builders import ModelBuilder
 from kvmsim.demos import DEMOS
 from kvmsim.engine import Model, ModelError, Options, Result, Setup, Struct, check
-from kvmsim.engine.explore import switches
 from kvmsim.engine.parallel_bfs import partitioned_check
+from kvmsim.engine.simplest import switches
 from kvmsim.machine import build_model
 from kvmsim.replay import ModelRef
 from kvmsim.scenarios import get_scenario
