@@ -52,16 +52,21 @@ def measure(workload: str) -> dict[str, float]:
     }
 
 
-def run(src: Path, workload: str) -> dict[str, float]:
+def run_in(src: Path, script: str, *argv: str) -> dict[str, float]:
+    """Run script in a fresh interpreter with the engine under src; its last line, as JSON."""
     env = dict(os.environ, PYTHONPATH=str(src))
     out = subprocess.run(
-        [sys.executable, __file__, "--one", workload],
+        [sys.executable, script, *argv],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(src: Path, workload: str) -> dict[str, float]:
+    return run_in(src, __file__, "--one", workload)
 
 
 def main() -> int:
@@ -77,8 +82,10 @@ def main() -> int:
     for w in args.workloads.split(","):
         if args.ab is None:
             r = run(SRC, w)
-            print(f"{w:<18} {r['states']:>9,} states {r['transitions']:>10,} transitions "
-                  f"{r['seconds']:7.2f} s")
+            print(
+                f"{w:<18} {r['states']:>9,} states {r['transitions']:>10,} transitions "
+                f"{r['seconds']:7.2f} s"
+            )
             continue
         mine, other = [], []
         for _ in range(args.rounds):
@@ -89,8 +96,10 @@ def main() -> int:
             mine.append(a["seconds"])
             other.append(b["seconds"])
         m, o = statistics.median(mine), statistics.median(other)
-        print(f"{w:<18} {a['states']:>9,} states  other {o:6.2f} s  this {m:6.2f} s  "
-              f"speed-up {o / m:4.2f}x")
+        print(
+            f"{w:<18} {a['states']:>9,} states  other {o:6.2f} s  this {m:6.2f} s  "
+            f"speed-up {o / m:4.2f}x"
+        )
     return 0
 
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from engine_speed import run_in  # bench/ is on sys.path when run as a script
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -49,17 +49,9 @@ def measure(config: str, symmetry: bool, store: str, cap: int | None) -> dict[st
 
 
 def run(src: Path, config: str, symmetry: bool, store: str, cap: int | None) -> dict[str, float]:
-    env = dict(os.environ, PYTHONPATH=str(src))
-    cmd = [sys.executable, __file__, "--one", config, "--store", store]
-    cmd += ["--max-states", str(cap)] if cap else []
-    out = subprocess.run(
-        cmd + (["--symmetry"] if symmetry else []),
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    argv = ["--one", config, "--store", store]
+    argv += ["--max-states", str(cap)] if cap else []
+    return run_in(src, __file__, *argv, *(["--symmetry"] if symmetry else []))
 
 
 def main() -> int:
