@@ -748,8 +748,9 @@ def options_from(
         if on
     ]
     if single and (workers > 1 or mode == "swarm" or ray):
-        raise UsageError(f"{single[0]} applies to a search in one process, not with --workers, "
-                         "--swarm or --ray")
+        raise UsageError(
+            f"{single[0]} applies to a search in one process, not with --workers, --swarm or --ray"
+        )
     builder = None
     if ref is not None and (workers > 1 or mode == "swarm" or ray):
         from .builders import ModelBuilder

@@ -123,7 +123,7 @@ def test_a_colliding_fingerprint_omits_states(monkeypatch: pytest.MonkeyPatch) -
     (which is what the reported probability is about)."""
     model = counters(3, 2)
     full = check(model)
-    real = StateCodec.fingerprint
-    monkeypatch.setattr(StateCodec, "fingerprint", lambda self, s: real(self, s) & 0xF)
+    real = StateCodec.part_fingerprint
+    monkeypatch.setattr(StateCodec, "part_fingerprint", lambda self, s: real(self, s) & 0xF)
     coarse = check(model, Options(store="fingerprint"))
     assert full.stats.states > 100 and coarse.stats.states <= 16

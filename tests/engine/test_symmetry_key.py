@@ -30,8 +30,11 @@ from kvmsim.engine import (
     current_actor,
     replay,
 )
+from kvmsim.engine.codec import StateCodec
+from kvmsim.engine.orbit_fp import OrbitFingerprint
 from kvmsim.engine.symmetry import SymmetryReducer
 from kvmsim.engine.system import State, System
+from kvmsim.engine.world import ModelError
 
 Steps = Generator[str, None, None]
 
@@ -113,6 +116,7 @@ def sym_model(n: int, locked: bool = True) -> Model:
 
 SYSTEMS = {n: System(sym_model(n)) for n in (2, 3)}
 REDUCERS = {n: SymmetryReducer(system) for n, system in SYSTEMS.items()}
+ORBIT_FPS = {n: OrbitFingerprint(red, StateCodec(red.system)) for n, red in REDUCERS.items()}
 
 
 def walk(system: System, seed: int, length: int) -> State:
@@ -169,6 +173,53 @@ def test_permuted_images_of_tied_members_get_one_key(w: tuple[int, int]) -> None
     assert len(keys) == 1
 
 
+@settings(deadline=None, max_examples=80)
+@given(st.sampled_from([2, 3]), walks, walks)
+def test_orbit_fingerprints_name_orbits(n: int, a: tuple[int, int], b: tuple[int, int]) -> None:
+    """The fingerprint store's name for an orbit, computed without building an image: equal
+    for every permutation of a state, and different for states of different orbits (no
+    collision is expected among a few hundred states)."""
+    red, fp = REDUCERS[n], ORBIT_FPS[n]
+    s, t = walk(SYSTEMS[n], *a), walk(SYSTEMS[n], *b)
+    assert {fp(image) for image in orbit(red, s)} == {fp(s)}
+    assert (fp(s) == fp(t)) is (t in orbit(red, s))
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.sampled_from([2, 3]), walks)
+def test_orbit_fingerprint_is_the_least_part_fingerprint_of_the_sorted_images(
+    n: int, w: tuple[int, int]
+) -> None:
+    """It equals the codec's part fingerprint of one of the state's images, the least over
+    the images whose members are sorted by signature: the same name the store would give
+    the canonical state if it were built."""
+    red, fp = REDUCERS[n], ORBIT_FPS[n]
+    state = walk(SYSTEMS[n], *w)
+    group = red.groups[0]
+    sigs = [red.signature(state, group, i) for i in range(n)]
+    images = [
+        red.permute(state, [perm], sort=True)
+        for perm in permutations(range(n))
+        if all(sigs[i] == sorted(sigs)[perm[i]] for i in range(n))
+    ]
+    codec = fp.codec
+    assert fp(state) == min(codec.part_fingerprint(image) for image in images)
+
+
+def test_a_changed_identity_field_is_refused() -> None:
+    """Identity fields are declared never to change (the orbit fingerprint takes them from
+    the initial state): a member whose identity field changed is a model error."""
+    system = SYSTEMS[2]
+    world, actors = system.initial
+    slot = REDUCERS[2].groups[0].slots[0][0]
+    idx = system.world.fields[slot].index("idx")
+    bad = list(world)
+    bad[slot] = tuple(7 if k == idx else v for k, v in enumerate(world[slot]))
+    fp = OrbitFingerprint(REDUCERS[2], StateCodec(system))
+    with pytest.raises(ModelError, match=r"idx is declared an identity field but changed"):
+        fp((tuple(bad), actors))
+
+
 def test_initial_state_has_all_members_tied() -> None:
     red = REDUCERS[3]
     initial = SYSTEMS[3].initial
@@ -182,8 +233,10 @@ def test_reduced_count_is_the_number_of_orbits(n: int) -> None:
     model = sym_model(n)
     full = check(model, Options(liveness=False))
     red = check(model, Options(liveness=False, symmetry=True))
-    assert full.verdict == red.verdict == "holds"
-    assert full.exhaustive and red.exhaustive
+    fps = check(model, Options(liveness=False, symmetry=True, store="fingerprint"))
+    assert full.verdict == red.verdict == fps.verdict == "holds"
+    assert full.exhaustive and red.exhaustive and fps.exhaustive
+    assert fps.stats.states == red.stats.states  # the store names orbits alike
     system = System(model)
     states = _reachable(system)
     assert len(states) == full.stats.states
@@ -209,7 +262,8 @@ def test_racy_members_are_caught_with_symmetry(n: int) -> None:
     model = sym_model(n, locked=False)
     full = check(model, Options(liveness=False))
     red = check(model, Options(liveness=False, symmetry=True))
-    assert full.violated() == red.violated() == ["one inside"]
+    fps = check(model, Options(liveness=False, symmetry=True, store="fingerprint"))
+    assert full.violated() == red.violated() == fps.violated() == ["one inside"]
     trace = red.violation("one inside").trace
     assert trace is not None
     assert len(trace) == len(full.violation("one inside").trace or [])

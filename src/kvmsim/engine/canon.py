@@ -28,7 +28,8 @@ from .world import Struct, WorldTuple
 
 CACHE_LIMIT = 200_000  # entries per cache before it is cleared
 Tokens = tuple[dict[int, Any], dict[str, Any]]  # object id -> token, name -> token
-# a member's cached data: [signature, {plan: (renamed objects, renamed frames)}, raw data]
+# a member's cached data: [signature, {plan: (renamed objects, renamed frames)}, raw data,
+# {plan: the hash of its image in the orbit fingerprint (orbit_fp.py)}]
 Entry = list[Any]
 
 
@@ -77,7 +78,7 @@ class Group:
             if entry is None:
                 if len(cache) >= CACHE_LIMIT:
                     cache.clear()
-                entry = cache[raw] = [signature(raw, *how), {}, raw]
+                entry = cache[raw] = [signature(raw, *how), {}, raw, {}]
             out.append(entry)
         return out
 

@@ -34,7 +34,7 @@ from .codec import StateCodec
 from .store import FingerprintGraph, Graph
 from .system import State, System
 
-FORMAT = "kvmsim-checkpoint/1"
+FORMAT = "kvmsim-checkpoint/2"  # 2: part fingerprints, and orbit fingerprints with symmetry
 FILENAME = "checkpoint.kvmsim"
 MAGIC = b"KVMSIM-CHECKPOINT\n"
 PAYLOAD_MARSHAL = 4
@@ -258,7 +258,7 @@ def restore(search: Any, body: dict[str, Any]) -> tuple[Graph | FingerprintGraph
             g.final = set(gd["final"])
             queue = deque(all_states[head:])
         else:
-            g = FingerprintGraph(system, system.initial, codec)
+            g = FingerprintGraph(system, system.initial, codec, s.reduce.fingerprint(codec))
             g.fps = _array("Q", gd["fps"])
             g.parent = _array("i", gd["parent"])
             g.step = _array("I", gd["step"])

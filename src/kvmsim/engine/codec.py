@@ -152,11 +152,11 @@ class StateCodec:
         i = 0
         for objs in state[0]:
             h = caches[i].new.get(objs)
-            hs.append(self._part_fp(i, objs, False) if h is None else h)
+            hs.append(self.part_hash(i, objs, False) if h is None else h)
             i += 1
         for frames in state[1]:
             h = caches[i].new.get(frames)
-            hs.append(self._part_fp(i, frames, True) if h is None else h)
+            hs.append(self.part_hash(i, frames, True) if h is None else h)
             i += 1
         return hs, sum(hs) & _MASK64
 
@@ -171,17 +171,19 @@ class StateCodec:
             for c, p in zip(world, before):
                 if c is not p:
                     h = caches[i].new.get(c)
-                    total += (self._part_fp(i, c, False) if h is None else h) - hs[i]
+                    total += (self.part_hash(i, c, False) if h is None else h) - hs[i]
                 i += 1
         i = self.nobjects
         for f, g in zip(child[1], parent[1]):
             if f is not g:
                 h = caches[i].new.get(f)
-                total += (self._part_fp(i, f, True) if h is None else h) - hs[i]
+                total += (self.part_hash(i, f, True) if h is None else h) - hs[i]
             i += 1
         return total & _MASK64
 
-    def _part_fp(self, i: int, part: Any, frames: bool) -> int:
+    def part_hash(self, i: int, part: Any, frames: bool) -> int:
+        """The hash of part at position i (a world object's tuple, or an actor's frames when
+        frames) in ``part_fingerprint``."""
         cache = self._part_fps[i]
         h: int | None = cache.get(part)
         if h is None:

@@ -517,6 +517,7 @@ def _bfs(s: _Search) -> None:
         s.on_new_state(sys.initial, lambda: [])
         queue = deque([sys.initial])
     find, depth = g.find, g.depth
+    red.bind_store(g)
     d = 0
 
     def seen(key: State) -> bool:
@@ -536,6 +537,7 @@ def _bfs(s: _Search) -> None:
                 break
             if g is not old:
                 find, depth = g.find, g.depth
+                red.bind_store(g)
                 del old
                 run.released()
         state = queue.popleft()
@@ -629,7 +631,7 @@ def _new_graph(s: _Search, keep_graph: bool) -> AnyGraph:
             f"the full store was used instead of fingerprints: {need} needs every transition"
         )
         return Graph(initial, keep_graph)
-    return FingerprintGraph(sys, initial, s.codec())
+    return FingerprintGraph(sys, initial, s.codec(), s.reduce.fingerprint(s.codec()))
 
 
 def _note_store(s: _Search, g: AnyGraph) -> None:

@@ -136,7 +136,7 @@ class LongRun:
     def _degrade(self, g: Graph) -> FingerprintGraph:
         s = self.s
         assert self.guard is not None
-        fg = FingerprintGraph.from_graph(g, s.system, s.codec())
+        fg = FingerprintGraph.from_graph(g, s.system, s.codec(), s.reduce.fingerprint(s.codec()))
         s.degraded_at = len(g)
         if g.keep_graph:
             lost = []

@@ -48,8 +48,11 @@ from .system import Outcome, Remembered, State, System, remembered
 from .world import Struct
 
 RECORDED_SIZE = 100_000  # recorded steps PartialOrder._record remembers
+PLANS_SIZE = 100_000  # static plans (per actors' call stacks) PartialOrder remembers
 Step = tuple[int, tuple[int, ...], Outcome]
 Field = tuple[int, str]  # (object slot, field name)
+# live actors, static candidates, hopeful actors, every actor's future (see _static_plan)
+StaticPlan = tuple[list[int], list[int], list[int], list["Footprint | None"]]
 _SERIALS = itertools.count()
 
 
@@ -144,6 +147,7 @@ class PartialOrder:
         self._cache: dict[Any, Footprint] = {}
         # _record(): (actor, its frames, world) -> its remembered outcomes and footprint
         self._recorded: dict[Any, tuple[list[Remembered], Footprint]] = {}
+        self._plans: dict[Any, StaticPlan] = {}  # per actors' call stacks
         self.reused = 0  # recorded steps taken from _recorded
         self._stacks: dict[Any, Footprint] = {}
         self._next: dict[Any, Footprint] = {}
@@ -277,29 +281,18 @@ class PartialOrder:
         writes when run in this state, which is sharper where a step branches on shared
         state (a loop that ends, a lock that is free)."""
         stacks = state[1]
-        live = [a for a, frames in enumerate(stacks) if frames is not None]
+        plan = self._plans.get(stacks)
+        if plan is None:
+            plan = self._static_plan(stacks)
+        live, candidates, hopeful, futures = plan
         if len(live) < 2:
             self.full_states += 1
             return (step for a in live for step in self._run(state, a))
-        futures = [None if f is None else self.future(f) for f in stacks]
         ran: dict[int, list[Step]] = {}
-        for actor in live:
-            if actor in self.opaque or not self._independent(
-                actor, self.next_step(stacks[actor]), futures
-            ):
-                continue
+        for actor in candidates:
             steps = ran[actor] = self._run(state, actor)
             if self._ample(steps, seen):
                 return iter(steps)
-        # run the others with recording hooks where that may show a step independent: not
-        # where what it does on every path already clashes
-        hopeful = [
-            a
-            for a in live
-            if a not in ran
-            and a not in self.opaque
-            and self._independent(a, self.certain(stacks[a]), futures)
-        ]
         if not hopeful:
             self.full_states += 1
             return (step for a in live for step in (ran[a] if a in ran else self._run(state, a)))
@@ -319,6 +312,29 @@ class PartialOrder:
                     return iter(steps)
         self.full_states += 1
         return (step for a in live for step in ran[a])
+
+    def _static_plan(self, stacks: tuple[Any, ...]) -> StaticPlan:
+        """What the code alone says for these call stacks (so it is remembered per stacks):
+        the live actors; those whose next step is independent on every path (candidates,
+        in order); those whose step may prove independent when run and recorded (hopeful);
+        and every actor's future."""
+        live = [a for a, frames in enumerate(stacks) if frames is not None]
+        futures = [None if f is None else self.future(f) for f in stacks]
+        candidates: list[int] = []
+        hopeful: list[int] = []
+        if len(live) >= 2:
+            for a in live:
+                if a in self.opaque:
+                    continue
+                if self._independent(a, self.next_step(stacks[a]), futures):
+                    candidates.append(a)
+                elif self._independent(a, self.certain(stacks[a]), futures):
+                    hopeful.append(a)
+        plan = (live, candidates, hopeful, futures)
+        if len(self._plans) >= PLANS_SIZE:
+            self._plans.clear()
+        self._plans[stacks] = plan
+        return plan
 
     def _ample(self, steps: list[Step], seen: Callable[[State], bool]) -> bool:
         """Whether steps (one actor's) may be expanded alone: the actor is enabled, and the

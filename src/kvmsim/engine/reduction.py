@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from .codec import StateCodec
 from .model import Model
+from .orbit_fp import OrbitFingerprint
 from .por import PartialOrder, Step
 from .symmetry import SymmetryReducer
 from .system import State, System
@@ -33,7 +35,10 @@ class Reductions:
         self.system = system
         self.symmetry: SymmetryReducer | None = None
         self.por: PartialOrder | None = None
+        self._orbit_fp: OrbitFingerprint | None = None
         self._memo: dict[int, State] = {}
+        # the store names orbits itself (fingerprints of orbits): key is then the identity
+        self.store_canonical = False
         if not (symmetry or por):
             return
         asked = " and ".join(
@@ -64,9 +69,25 @@ class Reductions:
     def active(self) -> bool:
         return self.symmetry is not None or self.por is not None
 
+    def fingerprint(self, codec: StateCodec) -> Callable[[State], int]:
+        """What the fingerprint store should name a state by: with symmetry, its orbit (so
+        the search need not build the canonical state at all); else the state itself."""
+        if self.symmetry is None:
+            return codec.part_fingerprint
+        if self._orbit_fp is None or self._orbit_fp.codec is not codec:
+            self._orbit_fp = OrbitFingerprint(self.symmetry, codec)
+        return self._orbit_fp
+
+    def bind_store(self, store: object) -> None:
+        """The search now stores into store: a fingerprint store made with ``fingerprint``
+        names orbits itself, so key need not canonicalise."""
+        self.store_canonical = (
+            self._orbit_fp is not None and getattr(store, "fingerprint", None) is self._orbit_fp
+        )
+
     def key(self, state: State) -> State:
         """The state the search stores for state."""
-        if self.symmetry is None:
+        if self.symmetry is None or self.store_canonical:
             return state
         got = self._memo.get(id(state))
         return got if got is not None else self.symmetry.key(state)
@@ -79,7 +100,7 @@ class Reductions:
         sym = self.symmetry
 
         def new_child(child: State) -> bool:
-            if sym is None:
+            if sym is None or self.store_canonical:
                 return seen(child)
             k = sym.key(child)
             self._memo[id(child)] = k

@@ -6,15 +6,17 @@ state:
 
 * ``Graph`` (store "full") keys a dict by the states themselves. It can also keep every
   transition, which the liveness check and the exact cost ranges need.
-* ``FingerprintGraph`` (store "fingerprint") keeps a 64-bit fingerprint of each state's
-  canonical encoding (see codec.py) in flat arrays with an open-addressing index, about 30
-  bytes a state. Two states with one fingerprint would be taken for one, so the search may
-  omit a state; ``collision_probability`` bounds that chance as TLC does.
+* ``FingerprintGraph`` (store "fingerprint") keeps a 64-bit fingerprint of each state
+  (codec.py's part fingerprint; with symmetry, its orbit's, orbit_fp.py) in flat arrays
+  with an open-addressing index, about 30 bytes a state. Two states with one fingerprint
+  would be taken for one, so the search may omit a state; ``collision_probability`` bounds
+  that chance as TLC does.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 from .codec import StateCodec
@@ -25,6 +27,7 @@ Step = tuple[int, tuple[int, ...]]
 Edge = tuple[int, int, tuple[int, ...]]
 
 STORES = ("full", "fingerprint")
+RECENT = 64  # fingerprint store: lookups remembered (one state's successors, and a few)
 
 
 class Graph:
@@ -99,8 +102,17 @@ class FingerprintGraph:
     enabled: list[int] = []
     weights: list[list[dict[str, int] | None]] = []
 
-    def __init__(self, system: System, initial: State, codec: StateCodec | None = None) -> None:
+    def __init__(
+        self,
+        system: System,
+        initial: State,
+        codec: StateCodec | None = None,
+        fingerprint: Callable[[State], int] | None = None,
+    ) -> None:
         self.codec = codec or StateCodec(system)
+        # state -> its fingerprint: the codec's part fingerprint, or a reduction's name for
+        # the state's orbit (engine/orbit_fp.py)
+        self.fingerprint = fingerprint or self.codec.part_fingerprint
         self.fps = array("Q")
         self.parent = array("i")
         self.step = array("I")
@@ -110,16 +122,26 @@ class FingerprintGraph:
         self.final: set[int] = set()
         self.slots = array("I", bytes(4 * 1024))
         self.mask = 1023
-        self._last: tuple[State | None, int] = (None, 0)
-        self._append(self.codec.fingerprint(initial), -1, (-1, ()), 0)
+        # the fingerprints of the states looked up last (a reduction may look a child up
+        # before the search does), holding the states so that their ids stay theirs
+        self._recent: dict[int, tuple[State, int]] = {}
+        self._append(self.fingerprint(initial), -1, (-1, ()), 0)
 
     def __len__(self) -> int:
         return len(self.fps)
 
     def find(self, state: State) -> int | None:
-        fp = self.codec.fingerprint(state)
-        self._last = (state, fp)
-        return self.find_fp(fp)
+        return self.find_fp(self._fingerprint(state))
+
+    def _fingerprint(self, state: State) -> int:
+        hit = self._recent.get(id(state))
+        if hit is not None and hit[0] is state:
+            return hit[1]
+        fp = self.fingerprint(state)
+        if len(self._recent) >= RECENT:
+            self._recent.clear()
+        self._recent[id(state)] = (state, fp)
+        return fp
 
     def find_fp(self, fp: int) -> int | None:
         slots, fps, mask = self.slots, self.fps, self.mask
@@ -133,10 +155,7 @@ class FingerprintGraph:
             h = (h + 1) & mask
 
     def add(self, state: State, parent: int, step: Step) -> int:
-        last, fp = self._last
-        if last is not state:
-            fp = self.codec.fingerprint(state)
-        return self._append(fp, parent, step, self.depth[parent] + 1)
+        return self._append(self._fingerprint(state), parent, step, self.depth[parent] + 1)
 
     def _append(self, fp: int, parent: int, step: Step, depth: int) -> int:
         idx = len(self.fps)
@@ -201,14 +220,18 @@ class FingerprintGraph:
 
     @classmethod
     def from_graph(
-        cls, g: Graph, system: System, codec: StateCodec | None = None
+        cls,
+        g: Graph,
+        system: System,
+        codec: StateCodec | None = None,
+        fingerprint: Callable[[State], int] | None = None,
     ) -> FingerprintGraph:
         """The same states, numbering and paths as g, as fingerprints (to save memory)."""
         states = g.states()
         assert states is not None
-        fg = cls(system, states[0], codec)
+        fg = cls(system, states[0], codec, fingerprint)
         for i in range(1, len(states)):
-            fg._append(fg.codec.fingerprint(states[i]), g.parent[i], g.via[i], g.depth[i])
+            fg._append(fg.fingerprint(states[i]), g.parent[i], g.via[i], g.depth[i])
         return fg
 
 
