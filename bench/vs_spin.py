@@ -150,9 +150,7 @@ def _child(job: dict[str, Any]) -> None:
         run.note = f"out of memory ({job['memory_mb']} MB)"
     else:
         run.states, run.transitions = res.stats.states, res.stats.transitions
-        run.verdict = res.verdict if not res.violations else "violated: " + ",".join(
-            res.violated()
-        )
+        run.verdict = res.verdict if not res.violations else "violated: " + ",".join(res.violated())
         run.finished = res.exhaustive and not res.interrupted
         run.terminal = len(res.terminal)
         if res.interrupted:

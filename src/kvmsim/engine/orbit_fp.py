@@ -18,6 +18,7 @@ the initial state, and a member whose identity field changed is refused as a mod
 from __future__ import annotations
 
 from itertools import product
+from operator import lt
 from typing import TYPE_CHECKING, Any
 
 from .canon import CACHE_LIMIT, Entry, Group, Plan, in_order, orders
@@ -49,39 +50,46 @@ class OrbitFingerprint:
         self.plain = reducer._plan(tuple(g.identity for g in reducer.groups))
         # per plan, per position outside the groups: part -> hash of its renamed image
         self._caches: dict[Plan, list[dict[Any, int]]] = {}
-        self._orders: dict[tuple[bytes, ...], list[Plan]] = {}  # one group's sigs -> plans
+        # one group's members in sorted order (member numbers) -> the plan that sorts them
+        self._by_order: dict[tuple[int, ...], Plan] = {}
 
     def __call__(self, state: State) -> int:
         red = self.reducer
         world, actors = state
         if len(red.groups) == 1:  # the usual case, without the general bookkeeping
             entries = red.groups[0].entries(world, actors)
-            sigs = tuple([e[0] for e in entries])
-            plans = self._orders.get(sigs)
-            if plans is None:
-                plans = self._sorting_plans(sigs)
             found = [entries]
+            sigs = [e[0] for e in entries]
+            if all(map(lt, sigs, sigs[1:])):  # in order already: the state is its image
+                return self._image_fp(state, self.plain, found)
+            order = tuple(sorted(range(len(sigs)), key=sigs.__getitem__))
+            plan = self._by_order.get(order)
+            if plan is not None:
+                ranked = [sigs[i] for i in order]
+                if all(map(lt, ranked, ranked[1:])):  # no ties: one sorting permutation
+                    return self._image_fp(state, plan, found)
+            plans = self._sorting_plans(sigs)
         else:
             found = [g.entries(world, actors) for g in red.groups]
             choices = []
             for group, entries in zip(red.groups, found):
-                sigs = tuple([e[0] for e in entries])
-                choices.append([group.identity] if in_order(list(sigs)) else orders(list(sigs)))
+                sigs = [e[0] for e in entries]
+                choices.append([group.identity] if in_order(sigs) else orders(sigs))
             plans = [red._plan(c) for c in product(*choices)]
         if len(plans) == 1:
             return self._image_fp(state, plans[0], found)
         return min(self._image_fp(state, plan, found) for plan in plans)
 
-    def _sorting_plans(self, sigs: tuple[bytes, ...]) -> list[Plan]:
-        """The plans that sort one group's members of these signatures (remembered)."""
-        red = self.reducer
-        if in_order(list(sigs)):
-            plans = [self.plain]
-        else:
-            plans = [red._plan((perm,)) for perm in orders(list(sigs))]
-        if len(self._orders) >= CACHE_LIMIT:
-            self._orders.clear()
-        self._orders[sigs] = plans
+    def _sorting_plans(self, sigs: list[bytes]) -> list[Plan]:
+        """The plans that sort one group's members of these signatures; a plan without
+        ties is remembered by the order it puts members in."""
+        perms = orders(sigs)
+        plans = [self.reducer._plan((perm,)) for perm in perms]
+        if len(perms) == 1:
+            order = [0] * len(sigs)
+            for i, place in enumerate(perms[0]):
+                order[place] = i
+            self._by_order[tuple(order)] = plans[0]
         return plans
 
     def _image_fp(self, state: State, plan: Plan, found: list[list[Entry]]) -> int:
