@@ -255,6 +255,36 @@ def test_sigint_to_a_running_check_leaves_a_checkpoint_that_resumes(tmp_path: Pa
     assert without_timings(json.loads(resumed.stdout)) == without_timings(json.loads(whole.stdout))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_a_background_check_with_its_result_so_far(
+    tmp_path: Path, workers: int
+) -> None:
+    """A background job ignores SIGINT (as a non-interactive shell starts it): `kill`
+    (SIGTERM) still stops the search, which reports what it found, marked interrupted,
+    without a checkpoint (one process, and the partitioned search's coordinator)."""
+    path = model_file(tmp_path, times=8)  # millions of states: well over the wait below
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kvmsim", "check", path, "--json", "--quiet"]
+        + ["--workers", str(workers)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
+    )
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)  # ignored, as by a background job
+    time.sleep(0.5)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert "interrupted" in err
+    doc = json.loads(out)
+    assert doc["interrupted"] and doc["stats"]["states"] > 1
+
+
 # -- verdict lines ----------------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """What a long breadth-first search does between two states: honour a memory limit, write
-checkpoints at an interval, and turn Ctrl-C or SIGTERM into a last checkpoint.
+checkpoints at an interval, and turn Ctrl-C or SIGTERM into a last checkpoint (without
+checkpoints, SIGTERM stops the search as Ctrl-C does).
 
 Between two states of the queue the search is consistent (see checkpoint.py), so that is the
 only place where it stops, switches store or is written down. With checkpoints on, a signal
@@ -9,6 +10,7 @@ once, leaving the previous checkpoint).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
@@ -28,6 +30,31 @@ if TYPE_CHECKING:
     from .explore import _Search
 
 AnyGraph = Graph | FingerprintGraph
+
+
+def _main() -> bool:
+    """In the main thread of the main process (a pool's worker obeys its pool's signals)."""
+    return (
+        threading.current_thread() is threading.main_thread()
+        and multiprocessing.parent_process() is None
+    )
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, which a search turns into its result so far."""
+    if not _main():
+        yield
+        return
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 class LongRun:
@@ -56,13 +83,15 @@ class LongRun:
 
     @contextmanager
     def signals(self) -> Iterator[None]:
-        """With checkpoints, Ctrl-C and SIGTERM are noted here and acted on in boundary()."""
-        if (
-            self.directory is None
-            or self.s.opt.mode != "bfs"
-            or threading.current_thread() is not threading.main_thread()
-        ):
+        """With checkpoints, Ctrl-C and SIGTERM are noted here and acted on in boundary().
+        Without, SIGTERM stops the search like Ctrl-C (the result so far is reported): a
+        background job ignores SIGINT, so `kill` is how one stops it."""
+        if not _main():
             yield
+            return
+        if self.directory is None or self.s.opt.mode != "bfs":
+            with terminate_as_interrupt():
+                yield
             return
 
         def note(signum: int, _frame: FrameType | None) -> None:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from .codec import StateCodec
+from .longrun import terminate_as_interrupt
 from .model import Model
 from .parallel_liveness import Starved, starved
 from .partition import Entry, Found, LevelReport, Node, Parts, SearchSpec, lowest
@@ -68,8 +69,9 @@ def partitioned_check(model: Model, opt: Options) -> Result:
 
         cluster = LocalCluster(model, opt.builder, spec)
     try:
-        search.run(cluster)
-        search.check_progress(cluster)
+        with terminate_as_interrupt():
+            search.run(cluster)
+            search.check_progress(cluster)
     except KeyboardInterrupt:
         search.interrupted = True
     finally:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .longrun import terminate_as_interrupt
 from .model import Model
 from .system import State, System
 from .trace import Path, replay
@@ -282,28 +283,29 @@ def run_swarm(
     next_run = 0
     stopping = False
     try:
-        while True:
-            elapsed = time.perf_counter() - start
-            if seconds is not None and elapsed >= seconds:
-                out.out_of_time = next_run < runs
-                stopping = True
-            while not stopping and pool.in_flight < window and next_run < runs:
-                n = min(size, runs - next_run)
-                left = None if seconds is None else seconds - elapsed
-                pool.submit(Chunk(next_run, n, seed, max_steps, left, stop_at_first))
-                next_run += n
-            if pool.in_flight == 0:
-                break
-            for got in pool.results(interval):
-                if isinstance(got, BaseException):
-                    pool.close(now=True)
-                    raise got
-                out.merge(got)
-                if stop_at_first and out.found:
+        with terminate_as_interrupt():  # `kill` stops a background swarm too
+            while True:
+                elapsed = time.perf_counter() - start
+                if seconds is not None and elapsed >= seconds:
+                    out.out_of_time = next_run < runs
                     stopping = True
-            if stop_at_first and out.found:
-                break
-            tick(out, runs - out.runs)
+                while not stopping and pool.in_flight < window and next_run < runs:
+                    n = min(size, runs - next_run)
+                    left = None if seconds is None else seconds - elapsed
+                    pool.submit(Chunk(next_run, n, seed, max_steps, left, stop_at_first))
+                    next_run += n
+                if pool.in_flight == 0:
+                    break
+                for got in pool.results(interval):
+                    if isinstance(got, BaseException):
+                        pool.close(now=True)
+                        raise got
+                    out.merge(got)
+                    if stop_at_first and out.found:
+                        stopping = True
+                if stop_at_first and out.found:
+                    break
+                tick(out, runs - out.runs)
     except KeyboardInterrupt:
         out.interrupted = True
         pool.close(now=True)
