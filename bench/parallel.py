@@ -1,6 +1,6 @@
 """Speed-up of the partitioned breadth-first search, measured side by side in one run.
 
-    python bench/parallel.py [--model counters:3x7] [--workers 1,2] [--repeat 1]
+    python bench/parallel.py [--model counters:3x7] [--workers 1,2] [--repeat 1] [--no-liveness]
 
 Runs the same exhaustive check (default options) as the one-process search, then as the
 partitioned search with each number of workers, and prints for each:
@@ -12,7 +12,8 @@ after is printed too: the machine's other work slows the runs with more workers 
 
 Models: ``counters:NxK`` (N threads each adding K times to a shared counter, read and write
 in separate steps; 3x6 has 668,500 states, 3x7 1,729,400), ``filter:N`` (Peterson's filter lock,
-N threads), ``kvm:VARIANT/SCENARIO`` (the KVM model).
+N threads), ``spin:NVxNOPS`` (the SPIN model's kvmsim form, bench/spin_equivalent.py, as
+vs_spin.py runs it: 2x2 has 1,719,633 states), ``kvm:VARIANT/SCENARIO`` (the KVM model).
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ def model_named(spec: str) -> Model:
         return counters(int(n), int(k))
     if kind == "filter":
         return filter_lock(int(arg))
+    if kind == "spin":  # the SPIN model's kvmsim form (bench/spin_equivalent.py), NVxNOPS
+        sys.path.insert(0, os.path.dirname(__file__))
+        from spin_equivalent import build
+
+        nv, nops = arg.split("x")
+        return build(nv=int(nv), nops=int(nops))
     if kind == "kvm":
         from kvmsim.machine import build_model
         from kvmsim.scenarios import get_scenario
@@ -45,7 +52,9 @@ def model_named(spec: str) -> Model:
 
         variant, scenario = arg.split("/")
         return build_model(get_variant(variant), get_scenario(scenario))
-    raise SystemExit(f"unknown model {spec!r} (counters:NxK, filter:N, kvm:VARIANT/SCENARIO)")
+    raise SystemExit(
+        f"unknown model {spec!r} (counters:NxK, filter:N, spin:NVxNOPS, kvm:VARIANT/SCENARIO)"
+    )
 
 
 def busiest_cpu(result: Result) -> float | None:
@@ -77,20 +86,24 @@ def main() -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="rounds of runs, each one's best time kept"
     )
+    parser.add_argument(
+        "--no-liveness", action="store_true", help="safety only (as vs_spin.py checks)"
+    )
     args = parser.parse_args()
     model = model_named(args.model)
+    live = not args.no_liveness
     counts = [int(w) for w in args.workers.split(",")]
     load = os.getloadavg()
     print(f"model {model.name}; load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"{os.cpu_count()} CPUs; forked workers")
     runs: list[tuple[str, Callable[[], Result]]] = [
-        ("one process", lambda: check(model, Options()))
+        ("one process", lambda: check(model, Options(liveness=live)))
     ]
     for n in counts:
         runs.append(
             (
                 f"{n} worker{'s' if n > 1 else ''}",
-                lambda n=n: partitioned_check(model, Options(workers=n)),
+                lambda n=n: partitioned_check(model, Options(workers=n, liveness=live)),
             )
         )
     # Repeats go round (one process, 1 worker, 2 workers, one process, ...), so that a
