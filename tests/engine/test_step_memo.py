@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from kvmsim.engine import Model, Options, Setup, Struct, await_, check, choose
 from kvmsim.engine import system as system_module
 from kvmsim.engine.system import Outcome, State, System
+from kvmsim.engine.world import ModelError
 
 from .bench import counters
 from .random_models import build, specs
@@ -208,3 +209,63 @@ def test_por_remembered_recordings_are_invisible(
         forgetting.stats.states,
         forgetting.stats.transitions,
     )
+
+
+# -- a model that breaks the rule the memo rests on ---------------------------------------------
+
+FLAG = [0]  # a module global that steps change: not part of the state
+
+
+class Seen(Struct):
+    value: int = 0
+
+
+def reader(w: Seen) -> Steps:
+    while True:
+        w.value = FLAG[0]  # reads the global
+        yield "read"
+
+
+def flipper(w: Seen) -> Steps:
+    for _ in range(3):
+        FLAG[0] ^= 1  # changes it, invisibly to the state
+        yield "flip"
+
+
+def global_model(honest: bool) -> Model:
+    model = Model("reads a global" if not honest else "reads its own state")
+
+    @model.setup
+    def setup(s: Setup) -> Seen:
+        FLAG[0] = 0
+        w = Seen()
+        s.actor("reader", reader if not honest else _honest_reader, w)
+        s.actor("flipper", flipper if not honest else _honest_flipper, w)
+        return w
+
+    return model
+
+
+def _honest_reader(w: Seen) -> Steps:
+    while True:
+        w.value = w.value  # reads only the world
+        yield "read"
+
+
+def _honest_flipper(w: Seen) -> Steps:
+    for _ in range(3):
+        w.value ^= 1
+        yield "flip"
+
+
+def test_a_step_that_reads_a_changing_global_is_reported() -> None:
+    """The memo reuses a step's outcomes per (actor, frames, world); a step that reads a
+    module global another step changes would get stale outcomes. Re-running a sample of
+    reused steps catches it, with the actor and its location."""
+    with pytest.raises(ModelError, match=r"the step of reader at reader:\d+ did something else"):
+        check(global_model(honest=False), Options(liveness=False))
+
+
+def test_an_honest_model_passes_the_recheck() -> None:
+    res = check(global_model(honest=True), Options(liveness=False))
+    assert res.holds and res.exhaustive

@@ -26,6 +26,8 @@ State = tuple[WorldTuple, tuple[ActorState, ...]]
 STEP_BUDGET = 100_000  # blocks one step may run before it is declared non-terminating
 MEMO_SIZE = 100_000  # (actor, frames, world) triples whose outcomes successors() remembers
 MEMO_TRIAL = 5_000  # ... given up after this many look-ups if fewer than a fifth found one
+RECHECK_FIRST = 200  # remembered outcomes run again to check them: the first ones...
+RECHECK_EVERY = 1_000  # ...then one in this many
 
 
 class StepClock:
@@ -378,6 +380,8 @@ class System:
         self._lookups += 1
         if known is not None:
             self._hits += 1
+            if self._hits <= RECHECK_FIRST or self._hits % RECHECK_EVERY == 0:
+                self._recheck(state, i, known)
             return [self.rebuilt(state, i, r) for r in known]
         found = list(self._outcomes(state, i))
         if hashable:
@@ -388,6 +392,20 @@ class System:
             self.memo_size = 0  # rarely reused: remembering costs more than it saves
             memo.clear()
         return found
+
+    def _recheck(self, state: State, i: int, known: list[Remembered]) -> None:
+        """Run a remembered step again: the memo is sound only if a step depends on the world
+        and its own locals alone, which Python cannot enforce (a module global, a closure
+        variable changed by another step), so a sample of reuses is checked."""
+        again = [remembered(script, out, i) for script, out in self._outcomes(state, i)]
+        if [r[:4] + r[4][:1] for r in again] != [r[:4] + r[4][:1] for r in known]:
+            raise ModelError(
+                f"the step of {self.actors[i].name} at {self.location(state, i)} did something "
+                "else when run again from the same state: a step must depend only on the "
+                "state (the world's objects and the actor's own locals), not on a module "
+                "global or closure variable that steps change, nor on values compared by "
+                "identity"
+            )
 
     def rebuilt(self, state: State, i: int, known: Remembered) -> tuple[tuple[int, ...], Outcome]:
         """A remembered outcome of actor i's step, with state's other actors' frames."""
