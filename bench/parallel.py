@@ -1,6 +1,7 @@
 """Speed-up of the partitioned breadth-first search, measured side by side in one run.
 
     python bench/parallel.py [--model counters:3x7] [--workers 1,2] [--repeat 1] [--no-liveness]
+                             [--free-exchange]
 
 Runs the same exhaustive check (default options) as the one-process search, then as the
 partitioned search with each number of workers, and prints for each:
@@ -9,6 +10,9 @@ the one-process search, and the CPU seconds of the busiest process (a worker, or
 process). Every run must agree with the one-process search on the states and
 transitions, or the script says so and exits with status 1. The load average before and
 after is printed too: the machine's other work slows the runs with more workers most.
+``--free-exchange`` also runs the partitions one after another in this process, handing the
+batches over as lists: each partition's CPU time then shows the speed-up N workers could
+reach if moving states between processes cost nothing.
 
 Models: ``counters:NxK`` (N threads each adding K times to a shared counter, read and write
 in separate steps; 3x6 has 668,500 states, 3x7 1,729,400), ``filter:N`` (Peterson's filter lock,
@@ -26,7 +30,10 @@ import time
 from collections.abc import Callable
 
 from kvmsim.engine import Model, Options, Result, check
+from kvmsim.engine.codec import StateCodec
 from kvmsim.engine.parallel_bfs import partitioned_check
+from kvmsim.engine.partition import Partition, SearchSpec
+from kvmsim.engine.system import System
 
 
 def model_named(spec: str) -> Model:
@@ -73,6 +80,39 @@ def timed(run: Callable[[], Result]) -> tuple[Result, float, float]:
     return result, time.perf_counter() - start, time.process_time() - cpu
 
 
+def free_exchange(spec: str, n: int, live: bool) -> tuple[int, list[float]]:
+    """The partitioned search's levels with n partitions in this one process, the batches
+    handed over as Python lists (no pickling, no pipes, no waiting): (states, each
+    partition's CPU seconds). The busiest partition's time bounds the speed-up that n
+    workers could reach if moving states between processes cost nothing."""
+    models = [model_named(spec) for _ in range(n + 1)]  # one each: a model may hold state
+    must_finish = [i for i, a in enumerate(System(models[0]).actors) if a.must_finish]
+    search = SearchSpec(n, None, True, False, tuple(must_finish) if live else ())
+    parts = [Partition(i, models[i + 1], search) for i in range(n)]
+    codec = StateCodec(System(models[0]))
+    initial = codec.system.initial
+    root = codec.part_fingerprint(initial)
+    states = parts[root % n].seed(root, tuple(codec.encode_parts(initial))).new_states
+    cpu = [0.0] * n
+    depth = 0
+    while True:
+        outgoing = []
+        for i, part in enumerate(parts):
+            start = time.process_time()
+            outgoing.append(part.expand(depth)[0])
+            cpu[i] += time.process_time() - start
+        frontier = 0
+        for i, part in enumerate(parts):
+            start = time.process_time()
+            report = part.absorb([outgoing[j][i] for j in range(n)])
+            cpu[i] += time.process_time() - start
+            frontier += report.frontier
+            states += report.new_states
+        depth += 1
+        if not frontier:
+            return states, cpu
+
+
 def busiest(result: Result, own_cpu: float) -> float:
     """CPU seconds of the busiest process: a worker, or this process for one process."""
     cpu = busiest_cpu(result)
@@ -88,6 +128,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--no-liveness", action="store_true", help="safety only (as vs_spin.py checks)"
+    )
+    parser.add_argument(
+        "--free-exchange",
+        action="store_true",
+        help="also run the partitions in one process, exchange free: the bound on speed-up",
     )
     args = parser.parse_args()
     model = model_named(args.model)
@@ -150,6 +195,20 @@ def main() -> int:
                 f"speed-up with 2 workers over {name}: {base[2] / two[2]:.2f}x (wall clock), "
                 f"{c / c2:.2f}x on idle cores (CPU time of the busiest process)"
             )
+    if args.free_exchange:
+        cpus = {}
+        for n in sorted({1, *counts}):
+            states, cpu = free_exchange(args.model, n, live)
+            cpus[n] = max(cpu)
+            agree &= states == plain[1].stats.states
+            shares = ", ".join(f"{c:.1f}" for c in cpu)
+            print(f"free exchange, {n} partition(s): {states:,} states, CPU s {shares}")
+        for n in counts:
+            if n > 1:
+                print(
+                    f"bound on the speed-up of {n} workers over 1 with free exchange: "
+                    f"{cpus[1] / cpus[n]:.2f}x (the busiest partition's CPU time)"
+                )
     if not agree:
         print("MISMATCH: a parallel run disagrees with the one-process search")
         return 1
