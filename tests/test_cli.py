@@ -8,15 +8,16 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from kvmsim import study as study_module
-from kvmsim.cli import main, split_target
+from kvmsim.cli import split_target
 from kvmsim.demos import DEMOS
 from kvmsim.study import Entry, Expectation
+
+from .cli_support import run, write
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,18 +82,6 @@ def setup(s: Setup) -> W:
     s.actor("t", worker, w, lane="CPU0")
     return w
 """
-
-
-def write(tmp_path: Path, name: str, source: str) -> str:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(source))
-    return str(path)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(err: str, *words: str) -> None:

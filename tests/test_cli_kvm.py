@@ -11,22 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from kvmsim.cli import main
 from kvmsim.demos import DEMOS
 from kvmsim.properties import catalogue, describe
 from kvmsim.scenarios import SCENARIOS
 from kvmsim.simulate import COST_EVENTS, DEADLOCK, STEP_LIMIT, simulate
 from kvmsim.variants import all_variants
 
+from .cli_support import run
+
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = str(ROOT / "tests" / "kernel" / "mutants.py")
 NO_LATE_CHECK = f"{MUTANTS}:no_late_check"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(err: str, *words: str) -> None:

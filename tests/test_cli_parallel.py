@@ -8,13 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from kvmsim.cli import main
+from .cli_support import counters_source, run, write
 
 BROKEN_LOCK = """
 from kvmsim import Model, Setup, Struct
@@ -61,45 +60,6 @@ def raises(lock):
         return 1 // (lock.inside - 2) != 5
     return True
 """
-
-COUNTERS = """
-from kvmsim import Model, Setup, Struct
-
-
-class Shared(Struct):
-    value: int = 0
-
-
-def adder(w, times):
-    for _ in range(times):
-        seen = w.value
-        yield "read"
-        w.value = seen + 1
-        yield "write"
-
-
-model = Model("big-counters")
-
-
-@model.setup
-def setup(s: Setup) -> Shared:
-    w = Shared()
-    for i in range(4):
-        s.actor(f"T{i}", adder, w, 8)
-    return w
-"""
-
-
-def write(tmp_path: Path, name: str, source: str) -> str:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(source))
-    return str(path)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_workers_give_the_same_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -221,7 +181,7 @@ def interrupt_after(argv: list[str], seconds: float) -> tuple[int, str, str, flo
 
 
 def test_ctrl_c_stops_the_partitioned_search(tmp_path: Path) -> None:
-    path = write(tmp_path, "counters.py", COUNTERS)
+    path = write(tmp_path, "counters.py", counters_source(4, 8, name="big-counters"))
     code, out, err, took = interrupt_after(["check", path, "--workers", "2", "--quiet"], 4.0)
     assert code == 2, (out, err)
     assert "interrupted" in err and "incomplete (interrupted)" in out

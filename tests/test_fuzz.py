@@ -21,9 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.random_models import Spec, build, source, specs
 from kvmsim.cli import main
 from kvmsim.engine import Options, check
+
+from .engine.random_models import Spec, build, source, specs
 
 _ids = itertools.count()
 

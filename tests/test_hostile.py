@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.bench import filter_lock
 from kvmsim import watchdog
-from kvmsim.cli import main
 from kvmsim.engine import check
+
+from .cli_support import run
+from .engine.bench import filter_lock
 
 HEAD = """\
 from kvmsim import Model, Setup, Struct, await_, choose
@@ -146,12 +147,6 @@ VARIANT_FILES: dict[str, tuple[str, list[str]]] = {
 }
 
 OUTPUTS = ("--html", "r.html", "--trace-out", "t.json", "--junit", "j.xml")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def refused(

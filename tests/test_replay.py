@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from kvmsim.cli import main
 from kvmsim.cli_kvm import resolve_variant
 from kvmsim.demos import DEMOS
 from kvmsim.engine import check
@@ -25,6 +24,8 @@ from kvmsim.machine import build_model
 from kvmsim.replay import PREFIX, ModelRef, Token, TokenError, make_token
 from kvmsim.scenarios import SCENARIOS
 from kvmsim.variants import get_variant
+
+from .cli_support import run
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = str(ROOT / "tests" / "kernel" / "mutants.py")
@@ -72,12 +73,6 @@ patch = Variant("my-patch", base="v6.5")
 def kvm_vcpu_exit_request(vcpu):
     return False  # no late check
 """
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(err: str, *words: str) -> None:

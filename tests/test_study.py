@@ -24,11 +24,7 @@ from kvmsim.kvm_diff import compare_samples
 from kvmsim.kvm_study import QUICK_SCENARIOS, Study, findings
 from kvmsim.variants import all_variants
 
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from .cli_support import run
 
 
 def run_quietly(*argv: str) -> tuple[int, str, str]:

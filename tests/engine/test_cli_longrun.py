@@ -14,51 +14,17 @@ from typing import Any
 
 import pytest
 
-from kvmsim.cli import main
 from kvmsim.engine import checkpoint as ck
 from kvmsim.engine.longrun import LongRun
+
+from ..cli_support import counters_source, run, write
 
 ROOT = Path(__file__).resolve().parents[2]
 MUTANTS = ROOT / "tests" / "kernel" / "mutants.py"
 
-COUNTERS = """
-from kvmsim import Model, Setup, Struct
-
-class Shared(Struct):
-    value: int = 0
-
-def adder(w, times):
-    for _ in range(times):
-        seen = w.value
-        yield "read"
-        w.value = seen + 1
-        yield "write"
-
-model = Model("counters")
-
-@model.setup
-def setup(s: Setup) -> Shared:
-    w = Shared()
-    for i in range(3):
-        s.actor(f"T{i}", adder, w, TIMES)
-    return w
-
-@model.invariant("small")
-def small(w):
-    return w.value <= LIMIT
-"""
-
 
 def model_file(tmp_path: Path, times: int = 2, limit: int = 99) -> str:
-    path = tmp_path / "counters.py"
-    path.write_text(f"TIMES = {times}\nLIMIT = {limit}\n" + COUNTERS)
-    return str(path)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+    return write(tmp_path, "counters.py", counters_source(3, times, limit))
 
 
 def without_timings(doc: Any) -> Any:
@@ -195,7 +161,7 @@ def test_resume_refuses_a_changed_model_a_corrupt_file_and_a_used_directory(
     code, _, err = run(capsys, "check", path, "--quiet", "--checkpoint", directory)
     assert code == 2 and "already holds a checkpoint" in err
     good = (Path(directory) / ck.FILENAME).read_bytes()
-    Path(path).write_text(Path(path).read_text().replace("LIMIT = 99", "LIMIT = 98"))
+    Path(path).write_text(counters_source(3, 2, 98))  # the invariant's limit changed
     code, out, err = run(capsys, "resume", directory)
     assert code == 2 and "changed since the checkpoint" in err and not out
     assert len(err.strip().splitlines()) == 1
@@ -293,7 +259,7 @@ def test_every_verdict_line_says_how_far_the_search_went(
 ) -> None:
     path = model_file(tmp_path)
     bad = str(tmp_path / "bad.py")
-    Path(bad).write_text("TIMES = 2\nLIMIT = 2\n" + COUNTERS)
+    Path(bad).write_text(counters_source(3, 2, 2))
     cases = [
         ([path], "verdict: holds, exhaustive"),
         ([path, "--max-depth", "3"], "verdict: holds, bounded (depth 3)"),

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kvmsim.cli import main
 from kvmsim.report.trace_json import (
     FORMAT,
     Opaque,
@@ -26,15 +25,11 @@ from kvmsim.report.trace_json import (
 )
 from kvmsim.report.values import CompactStyle
 
+from ..cli_support import run
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 NO_LATE_CHECK = f"{ROOT / 'tests' / 'kernel' / 'mutants.py'}:no_late_check"
 KVM = ("check", "--variant", NO_LATE_CHECK, "--scenario", "migrate")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def counterexample(out: str, prop: str) -> str:

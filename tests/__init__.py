@@ -1,0 +1,1 @@
+"""kvmsim's test suite (a package, so that test modules share helpers such as cli_support)."""
