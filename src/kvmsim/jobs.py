@@ -288,6 +288,7 @@ class Batch:
 
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() kills, whatever was inherited
 
 
 def _context() -> Any:

@@ -37,8 +37,11 @@ def context(builder: Builder | None) -> Any:
 
 
 def ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them and reports what was found."""
+    """Workers leave Ctrl-C to the parent, which stops them and reports what was found; and
+    SIGTERM kills them (a forked worker inherits the parent's handler, which would turn the
+    parent's terminate() into a KeyboardInterrupt the worker survives)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # -- what the one-process search says, word for word -------------------------------------
