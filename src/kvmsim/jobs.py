@@ -15,7 +15,6 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import random
-import signal
 import sys
 import threading
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .engine import Model, Options, Progress, Result, System, check
+from .engine.workers import ignore_sigint
 from .simulate import COST_EVENTS
 
 # Every cost figure the KVM model produces, in report order, with what it counts.
@@ -286,11 +286,6 @@ class Batch:
     not_run: list[Job] = field(default_factory=list)
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() kills, whatever was inherited
-
-
 def _context() -> Any:
     # fork: workers start at once and inherit the linked variants. Only from a process with
     # no other thread (a thread holding a lock at the fork would leave it held in the child,
@@ -317,7 +312,7 @@ def run_jobs(
     summaries: dict[Job, Summary] = {}
     started: dict[Job, float] = {}
     done: queue.Queue[tuple[Job, Summary | BaseException]] = queue.Queue()
-    pool = _context().Pool(min(workers, len(jobs)), initializer=_ignore_sigint)
+    pool = _context().Pool(min(workers, len(jobs)), initializer=ignore_sigint)
     interrupted = False
     last: Job | None = None
     try:

@@ -102,6 +102,16 @@ def in_order(sigs: list[bytes]) -> bool:
     return all(map(lt, sigs, sigs[1:]))
 
 
+def sorting_choices(groups: list[Group], found: list[list[Entry]]) -> list[list[tuple[int, ...]]]:
+    """Per group (its members' entries found), the permutations that sort its members by
+    signature: the identity alone when they are in order already."""
+    choices = []
+    for group, entries in zip(groups, found):
+        sigs = [e[0] for e in entries]
+        choices.append([group.identity] if in_order(sigs) else orders(sigs))
+    return choices
+
+
 def orders(sigs: list[bytes]) -> list[tuple[int, ...]]:
     """The permutations that sort members by signature (perm[i]: member i's new place):
     one per ordering of each run of equal signatures."""

@@ -21,7 +21,7 @@ from itertools import product
 from operator import lt
 from typing import TYPE_CHECKING, Any
 
-from .canon import CACHE_LIMIT, Entry, Group, Plan, in_order, orders
+from .canon import CACHE_LIMIT, Entry, Group, Plan, orders, sorting_choices
 from .codec import StateCodec
 from .system import State
 from .world import ModelError
@@ -71,11 +71,7 @@ class OrbitFingerprint:
             plans = self._sorting_plans(sigs)
         else:
             found = [g.entries(world, actors) for g in red.groups]
-            choices = []
-            for group, entries in zip(red.groups, found):
-                sigs = [e[0] for e in entries]
-                choices.append([group.identity] if in_order(sigs) else orders(sigs))
-            plans = [red._plan(c) for c in product(*choices)]
+            plans = [red._plan(c) for c in product(*sorting_choices(red.groups, found))]
         if len(plans) == 1:
             return self._image_fp(state, plans[0], found)
         return min(self._image_fp(state, plan, found) for plan in plans)

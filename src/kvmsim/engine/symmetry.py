@@ -37,7 +37,7 @@ from itertools import product
 from operator import lt
 from typing import Any
 
-from .canon import CACHE_LIMIT, Entry, Group, Plan, image, in_order, orders, stable
+from .canon import CACHE_LIMIT, Entry, Group, Plan, image, orders, sorting_choices, stable
 from .system import State, System
 from .world import ModelError
 
@@ -202,19 +202,9 @@ class SymmetryReducer:
             if len(perms) == 1:
                 plan = self._plans.get(tuple(perms)) or self._plan(tuple(perms))
                 return self._image(state, plan, [entries], True)
-        choices: list[list[tuple[int, ...]]] = []
-        found: list[list[Entry]] = []
-        moved = False
-        for group in self.groups:
-            entries = group.entries(world, actors)
-            found.append(entries)
-            sigs = [e[0] for e in entries]
-            if in_order(sigs):
-                choices.append([group.identity])
-            else:
-                moved = True
-                choices.append(orders(sigs))
-        if not moved:
+        found = [g.entries(world, actors) for g in self.groups]
+        choices = sorting_choices(self.groups, found)
+        if all(c == [g.identity] for c, g in zip(choices, self.groups)):  # none moves
             return self._sorted_state(state)
         if all(len(c) == 1 for c in choices):
             return self._image(state, self._plan(tuple(c[0] for c in choices)), found, True)
