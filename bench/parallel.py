@@ -30,10 +30,9 @@ import time
 from collections.abc import Callable
 
 from kvmsim.engine import Model, Options, Result, check
-from kvmsim.engine.codec import StateCodec
+from kvmsim.engine.inline import InlineCluster
 from kvmsim.engine.parallel_bfs import partitioned_check
-from kvmsim.engine.partition import Partition, SearchSpec
-from kvmsim.engine.system import System
+from kvmsim.engine.partition import SearchSpec
 
 
 def model_named(spec: str) -> Model:
@@ -81,36 +80,19 @@ def timed(run: Callable[[], Result]) -> tuple[Result, float, float]:
 
 
 def free_exchange(spec: str, n: int, live: bool) -> tuple[int, list[float]]:
-    """The partitioned search's levels with n partitions in this one process, the batches
-    handed over as Python lists (no pickling, no pipes, no waiting): (states, each
-    partition's CPU seconds). The busiest partition's time bounds the speed-up that n
-    workers could reach if moving states between processes cost nothing."""
-    models = [model_named(spec) for _ in range(n + 1)]  # one each: a model may hold state
-    must_finish = [i for i, a in enumerate(System(models[0]).actors) if a.must_finish]
-    search = SearchSpec(n, None, True, False, tuple(must_finish) if live else ())
-    parts = [Partition(i, models[i + 1], search) for i in range(n)]
-    codec = StateCodec(System(models[0]))
-    initial = codec.system.initial
-    root = codec.part_fingerprint(initial)
-    states = parts[root % n].seed(root, tuple(codec.encode_parts(initial))).new_states
-    cpu = [0.0] * n
-    depth = 0
-    while True:
-        outgoing = []
-        for i, part in enumerate(parts):
-            start = time.process_time()
-            outgoing.append(part.expand(depth)[0])
-            cpu[i] += time.process_time() - start
-        frontier = 0
-        for i, part in enumerate(parts):
-            start = time.process_time()
-            report = part.absorb([outgoing[j][i] for j in range(n)])
-            cpu[i] += time.process_time() - start
-            frontier += report.frontier
-            states += report.new_states
-        depth += 1
-        if not frontier:
-            return states, cpu
+    """The partitioned search with n partitions in this one process (``InlineCluster``: the
+    claims and grants handed over as Python lists; no pickling, no pipes, no waiting):
+    (states, each partition's CPU seconds). The busiest partition's time bounds the speed-up
+    that n workers could reach if the exchanges between processes cost nothing."""
+    clusters: list[InlineCluster] = []
+
+    def cluster_for(search: SearchSpec) -> InlineCluster:
+        # One model each: a model may hold state.
+        clusters.append(InlineCluster([model_named(spec) for _ in range(n)], search))
+        return clusters[0]
+
+    result = partitioned_check(model_named(spec), Options(workers=n, liveness=live), cluster_for)
+    return result.stats.states, clusters[0].cpu
 
 
 def busiest(result: Result, own_cpu: float) -> float:

@@ -12,7 +12,9 @@ import pytest
 from kvmsim.builders import ModelBuilder
 from kvmsim.demos import DEMOS
 from kvmsim.engine import Model, ModelError, Options, Result, Setup, Struct, check
+from kvmsim.engine.inline import InlineCluster
 from kvmsim.engine.parallel_bfs import partitioned_check
+from kvmsim.engine.partition import BASE_SHIP, SearchSpec, ship_shares
 from kvmsim.engine.simplest import switches
 from kvmsim.machine import build_model
 from kvmsim.replay import ModelRef
@@ -87,6 +89,58 @@ def test_kvm_model_agrees(variant: str) -> None:
         assert two.violated() == ["INV-APIC"]
     else:
         assert two.holds and two.stats.states > 2000
+
+
+def kvm_migrate(variant: str) -> Model:
+    return build_model(get_variant(variant), get_scenario("migrate"))
+
+
+def inline(
+    variant: str, n: int, ship: float | None, clusters: list[InlineCluster] | None = None
+) -> Result:
+    """The partitioned search of n partitions in this process, every worker shipping the
+    given share of its claims (None: the balancing policy's shares)."""
+
+    def cluster_for(spec: SearchSpec) -> InlineCluster:
+        cluster = InlineCluster([kvm_migrate(variant) for _ in range(n)], spec, ship)
+        if clusters is not None:
+            clusters.append(cluster)
+        return cluster
+
+    return partitioned_check(kvm_migrate(variant), Options(workers=n), cluster_for)
+
+
+@pytest.mark.parametrize("variant", ["v6.5", "v4.15"])
+def test_who_holds_a_state_does_not_change_the_result(variant: str) -> None:
+    """Whether every claimed state is shipped to its owner (1.0), kept by the worker that
+    made it (0.0), or shipped as the balancing policy says (None), the result is the one
+    process's, and the counterexample is the same path for every share and number."""
+    one = check(kvm_migrate(variant), Options())
+    paths = []
+    for n in (2, 3):
+        for ship in (0.0, 1.0, None):
+            result = inline(variant, n, ship)
+            assert summary(result) == summary(one), (n, ship)
+            paths.append([v.trace.path for v in result.violations if v.trace])
+    assert all(p == paths[0] for p in paths)
+    assert bool(paths[0]) == (variant == "v4.15")
+
+
+def test_states_stay_where_they_were_made_unless_shipped() -> None:
+    """Shipping nothing, the seed's worker makes and keeps every state; the policy ships
+    enough that each of two workers expands between a third and two thirds of them."""
+    for ship, low, high in ((0.0, 1.0, 1.0), (None, 0.33, 0.67)):
+        clusters: list[InlineCluster] = []
+        result = inline("v6.5", 2, ship, clusters)
+        expanded = [p.checked for p in clusters[0].parts]
+        assert sum(expanded) == result.stats.states
+        assert low <= max(expanded) / result.stats.states <= high, (ship, expanded)
+
+
+def test_ship_shares() -> None:
+    assert ship_shares([10, 0]) == [1.0, BASE_SHIP]
+    assert ship_shares([5, 5, 5]) == [BASE_SHIP] * 3
+    assert ship_shares([6, 4]) == pytest.approx([BASE_SHIP + 2 * 1 / 6, BASE_SHIP])
 
 
 def test_states_of_live_objects_agree() -> None:

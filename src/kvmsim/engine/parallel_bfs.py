@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,7 +20,7 @@ from .codec import StateCodec
 from .longrun import terminate_as_interrupt
 from .model import Model
 from .parallel_liveness import Starved, starved
-from .partition import Entry, Found, LevelReport, Node, Parts, SearchSpec, lowest
+from .partition import Entry, Found, LevelReport, Node, Parts, SearchSpec, lowest, ship_shares
 from .system import System
 from .trace import Path, replay
 
@@ -32,7 +33,7 @@ class Cluster(Protocol):
 
     def seed(self, w: int, fp: int, parts: Parts) -> LevelReport: ...
 
-    def level(self, depth: int) -> list[LevelReport]: ...
+    def level(self, depth: int, ship: list[float]) -> list[LevelReport]: ...
 
     def entry(self, w: int, fp: int) -> Entry: ...
 
@@ -41,7 +42,11 @@ class Cluster(Protocol):
     def close(self) -> None: ...
 
 
-def partitioned_check(model: Model, opt: Options) -> Result:
+def partitioned_check(
+    model: Model, opt: Options, cluster_for: Callable[[SearchSpec], Cluster] | None = None
+) -> Result:
+    """The search of ``opt.workers`` partitions, on local processes or Ray (as opt says), or
+    on the cluster ``cluster_for`` makes (the in-process one of the tests and benchmarks)."""
     from .explore import check
 
     if opt.costs:
@@ -60,7 +65,9 @@ def partitioned_check(model: Model, opt: Options) -> Result:
         tuple(search.must_finish) if opt.liveness else (),
     )
     cluster: Cluster
-    if opt.backend == "ray":
+    if cluster_for is not None:
+        cluster = cluster_for(spec)
+    elif opt.backend == "ray":
         from .ray_backend import RayCluster
 
         cluster = RayCluster(model, opt.builder, spec, opt.ray_address)
@@ -111,11 +118,14 @@ class _Coordinator:
         parts = tuple(self.codec.encode_parts(initial))
         self.states = cluster.seed(self.root % self.n, self.root, parts).new_states
         depth = 0
+        held = [0] * self.n
+        held[self.root % self.n] = 1
         while True:
             level = LevelReport()
-            for w, report in enumerate(cluster.level(depth)):
+            for w, report in enumerate(cluster.level(depth, ship_shares(held))):
                 level.merge(report)
                 self.cpu[w] = report.cpu
+                held[w] = report.frontier
             self.max_depth = depth
             self.transitions += level.transitions
             self.states += level.new_states

@@ -1,18 +1,26 @@
 """Hash-partitioned, level-synchronous breadth-first search over N workers.
 
-Worker w owns the states whose fingerprint (``StateCodec.part_fingerprint``, stable across
-processes and machines) is w modulo N. Each level, every worker expands the states of its
-frontier, sends each new successor it does not own (encoded by the state codec, part by
-part) to its owner, and absorbs what it is sent: a state not yet in its table joins the next
-frontier. A barrier
-per level keeps the search breadth-first, so every counterexample is a shortest one.
+Worker w owns the table entries of the states whose fingerprint
+(``StateCodec.part_fingerprint``, stable across processes and machines) is w modulo N, and
+decides which of them are new. A state need not live with its owner, though: it is expanded
+by a worker that holds it, normally one that found it. Each level has two exchanges. First,
+every worker expands the states it holds and claims each successor it does not own from its
+owner by fingerprint alone (a few integers), and ships only a share of them, encoded part by
+part, to rebalance the load: the coordinator asks a worker that holds more than its share to
+ship more. Then each owner merges the claims, enters the new states in its table, and grants
+each new state that nobody shipped to the lowest worker that claimed it, with its table
+entry's figures; a worker keeps the states it is granted and drops the rest. Most successors
+thus stay where they were made, never encoded and never decoded, and each worker's step memo
+sees states like the ones it has already stepped. A barrier per level keeps the search
+breadth-first, so every counterexample is a shortest one.
 
-Every choice is made by a least key, never by arrival order, so the result does not depend
-on N: a state keeps, per actor, the least (parent fingerprint, choices) among the shortest
-ways to reach it with the fewest context switches (the dynamic program of
-``simplest.simplest``, carried along the levels), and a property's counterexample is the
-least by (length, context switches, fingerprint, step). The path is rebuilt by walking those
-parent links back across the partitions, then replayed in the main process.
+Every choice is made by a least key, never by arrival order or by who holds a state, so the
+result does not depend on N: a state keeps, per actor, the least (parent fingerprint,
+choices) among the shortest ways to reach it with the fewest context switches (the dynamic
+program of ``simplest.simplest``, carried along the levels), and a property's
+counterexample is the least by (length, context switches, fingerprint, step). The path is
+rebuilt by walking those parent links back across the owners' tables, then replayed in the
+main process.
 """
 
 from __future__ import annotations
@@ -35,9 +43,19 @@ Entry = tuple[int, int, tuple[tuple[int, int, tuple[int, ...]], ...]]
 # A state's encoding, part by part (``StateCodec.encode_parts``): a batch pickles each
 # distinct part once, and the receiver decodes without unmarshalling the whole.
 Parts = tuple[bytes, ...]
-# A successor on its way to its owner: (fp, encoding, switches, last-actor mask, parents
-# {actor: (parent fingerprint, choices)}).
-Candidate = tuple[int, Parts, int, int, dict[int, tuple[int, tuple[int, ...]]]]
+# A successor claimed from its owner: (fp, its encoding when shipped else None, switches,
+# last-actor mask, parents {actor: (parent fingerprint, choices)}).
+Candidate = tuple[int, Parts | None, int, int, dict[int, tuple[int, tuple[int, ...]]]]
+# A new state granted to the worker that claimed it: (fp, switches, last-actor mask).
+Grant = tuple[int, int, int]
+# A state waiting to be expanded: (fp, encoding when shipped, the state when made or kept
+# here, fewest switches, last-actor mask).
+Held = tuple[int, Parts | None, State | None, int, int]
+# The share of ``SHIP_SCALE`` of its claims a worker ships (fingerprint bits 32..47 below it).
+SHIP_SCALE = 1 << 16
+# The share shipped by a worker that holds no more than its even share: enough to undo the
+# drift of chance, small enough that most states never leave the worker that made them.
+BASE_SHIP = 1 / 16
 # Where a property is violated: (fingerprint of the state, actor, choices); actor -1 for a
 # violating state, else the violating step from that state.
 Endpoint = tuple[int, int, tuple[int, ...]]
@@ -114,8 +132,9 @@ class Partition:
         self.codec = StateCodec(self.system)
         self.table: dict[int, Entry] = {}
         # (fp, encoding when sent, the state itself when this worker made it)
-        self.frontier: list[tuple[int, Parts | None, State | None]] = []
+        self.frontier: list[Held] = []
         self.own: dict[int, list[Any]] = {}  # this level's successors this worker owns
+        self.kept: dict[int, State] = {}  # this level's claimed, unshipped successors
         self.pending = {p.name for p in model.sometimes_props}
         self.best: dict[str, Found] = {}
         self.sent: set[int] = set()  # the last level's successors sent to others
@@ -139,23 +158,24 @@ class Partition:
     def seed(self, fp: int, parts: Parts) -> LevelReport:
         """Take the initial state (this worker owns it): it may move from any actor."""
         self.table[fp] = (0, -1, ())
-        self.frontier = [(fp, parts, None)]
+        self.frontier = [(fp, parts, None, 0, -1)]
         return LevelReport(new_states=1, frontier=1)
 
     def entry(self, fp: int) -> Entry:
         return self.table[fp]
 
     # -- one level -------------------------------------------------------------------------
-    def expand(self, depth: int) -> tuple[list[list[Candidate]], LevelReport]:
-        """Expand the frontier (at depth): the candidates for each other owner (its own
-        are kept for absorb; their slot is empty), and a report.
+    def expand(self, depth: int, ship: float = 1.0) -> tuple[list[list[Candidate]], LevelReport]:
+        """Expand the states held here (at depth): the claims for each other owner (its own
+        successors are kept for ``settle``; their slot is empty), and a report.
 
         Each successor is named by its ``part_fingerprint``, computed from its parent's (a
         cache lookup for each part the step changed): it says the owner and whether the
-        state is known. Only a new state for another worker is encoded, once, when the
-        level's batches are made; a state this worker owns stays live, never encoded."""
+        state is known. A claim carries the state's encoding only for the ``ship`` share of
+        fingerprints (a state every claimant ships lives with its owner); the rest stay
+        here, live, until ``hold`` learns which of them this worker is to expand."""
         self.gc_enabled = gc.isenabled()
-        gc.disable()  # until absorb: see there
+        gc.disable()  # until hold: see there
         report = LevelReport()
         maps: list[dict[int, list[Any]]] = [{} for _ in range(self.n)]
         system, table = self.system, self.table
@@ -164,14 +184,13 @@ class Partition:
         simplest, n, me = self.spec.simplest, self.n, self.index
         mine = maps[me]
         limit = self.spec.max_depth
-        # Successors sent in the last level are known to their owners: not sent again.
+        # Successors claimed in the last level are known to their owners: not claimed again.
         sent = self.sent
-        for fp, parts, live in self.frontier:
+        for fp, parts, live, fewest, last in self.frontier:
             state = decode(parts) if live is None else live
             edges: list[tuple[int, int, tuple[int, ...]]] | None = (
                 [] if self.spec.must_finish else None
             )
-            fewest, last, _ = table[fp]
             self._check_state(fp, state, depth, fewest, report)
             if limit is not None and depth >= limit:
                 if any(o.kind != "blocked" for _, _, o in system.successors(state)):
@@ -214,9 +233,9 @@ class Partition:
                 if cand is None:
                     if owner == me:
                         if cfp not in table:
-                            mine[cfp] = [None, cost, 1 << actor, {actor: link}, child]
+                            mine[cfp] = [None, cost, 1 << actor, {actor: link}, child, -1]
                     elif cfp not in sent:
-                        bucket[cfp] = [child, cost, 1 << actor, {actor: link}, None]
+                        bucket[cfp] = [child, cost, 1 << actor, {actor: link}]
                 elif cost < cand[1]:
                     cand[1], cand[2], cand[3] = cost, 1 << actor, {actor: link}
                 elif cost == cand[1]:
@@ -232,26 +251,45 @@ class Partition:
         self.own = mine
         maps[me] = {}
         self.sent = set()
-        encode = self.encode_parts
+        encode, kept = self.encode_parts, self.kept
+        below = int(ship * SHIP_SCALE)
         outgoing: list[list[Candidate]] = []
         for bucket in maps:
             self.sent.update(bucket)
-            outgoing.append([(cfp, encode(c[0]), c[1], c[2], c[3]) for cfp, c in bucket.items()])
+            claims: list[Candidate] = []
+            for cfp, (child, cost, mask, links) in bucket.items():
+                if (cfp >> 32) % SHIP_SCALE < below:
+                    claims.append((cfp, encode(child), cost, mask, links))
+                else:
+                    kept[cfp] = child
+                    claims.append((cfp, None, cost, mask, links))
+            outgoing.append(claims)
         return outgoing, report
 
-    def absorb(self, batches: list[list[Candidate]]) -> LevelReport:
-        """Take this worker's own successors and those the others sent it: the states not in
-        its table form the next frontier (those sent are decoded when expanded)."""
-        table = self.table
+    def settle(self, claims: list[list[Candidate]]) -> tuple[list[list[Grant]], LevelReport]:
+        """As owner: merge this worker's own successors with the claims (``claims[w]`` is
+        worker w's; this worker's own slot is ignored), enter the new states in the table,
+        and say who expands each: this worker when it made the state or was shipped it,
+        else the lowest worker that kept it (the grants, per worker)."""
+        table, me = self.table, self.index
         merged, self.own = self.own, {}
-        for batch in batches:
+        for sender, batch in enumerate(claims):
+            if sender == me:
+                continue
             for cfp, parts, cost, mask, links in batch:
                 if cfp in table:
                     continue
                 cand = merged.get(cfp)
                 if cand is None:
-                    merged[cfp] = [parts, cost, mask, links, None]
-                elif cost < cand[1]:
+                    keeper = -1 if parts is not None else sender
+                    merged[cfp] = [parts, cost, mask, links, None, keeper]
+                    continue
+                if cand[4] is None and cand[0] is None:
+                    if parts is not None:
+                        cand[0], cand[5] = parts, -1
+                    elif sender < cand[5]:
+                        cand[5] = sender
+                if cost < cand[1]:
                     cand[1], cand[2], cand[3] = cost, mask, links
                 elif cost == cand[1]:
                     cand[2] |= mask
@@ -261,13 +299,27 @@ class Partition:
                         if old is None or link < old:
                             mine[a] = link
         frontier = self.frontier
-        for cfp, (parts, cost, mask, links, live) in merged.items():
+        grants: list[list[Grant]] = [[] for _ in range(self.n)]
+        for cfp, (parts, cost, mask, links, live, keeper) in merged.items():
             if len(links) == 1:
                 ((a, (p, s)),) = links.items()
                 table[cfp] = (cost, mask, ((a, p, s),))
             else:
                 table[cfp] = (cost, mask, tuple((a, p, s) for a, (p, s) in sorted(links.items())))
-            frontier.append((cfp, parts, live))
+            if keeper < 0:
+                frontier.append((cfp, parts, live, cost, mask))
+            else:
+                grants[keeper].append((cfp, cost, mask))
+        return grants, LevelReport(new_states=len(merged))
+
+    def hold(self, grants: list[list[Grant]]) -> LevelReport:
+        """Keep the states the owners granted this worker (``grants[w]`` from worker w), drop
+        the other kept successors, and report what this worker will expand next level."""
+        frontier, kept = self.frontier, self.kept
+        for batch in grants:
+            for cfp, cost, mask in batch:
+                frontier.append((cfp, None, kept[cfp], cost, mask))
+        self.kept = {}
         # The cyclic garbage collector stays off through the level, and what the level
         # kept is then frozen (never walked again): left on, the collector walks the ever
         # larger table again and again (half a worker's time on a model of 200,000 states),
@@ -277,8 +329,7 @@ class Partition:
         gc.freeze()
         if self.gc_enabled:
             gc.enable()
-        new = len(merged)
-        return LevelReport(new_states=new, frontier=new, cpu=time.process_time())
+        return LevelReport(frontier=len(frontier), cpu=time.process_time())
 
     def _node(
         self,
@@ -331,6 +382,14 @@ class Partition:
         f = Found(prop, kind, message, key, (key[2], key[3], key[4]))
         self.best[prop] = f
         report.found[prop] = f
+
+
+def ship_shares(held: list[int], base: float = BASE_SHIP) -> list[float]:
+    """The share of its claims each worker is to ship in the next level, given how many
+    states each holds: the base share, plus twice the fraction it holds beyond an even
+    share (a worker holding everything ships all it does not own)."""
+    mean = sum(held) / len(held)
+    return [min(1.0, base + 2 * max(0.0, (h - mean) / h)) if h else base for h in held]
 
 
 def lowest(mask: int) -> int:

@@ -1,10 +1,11 @@
 """The partitioned search's workers as local processes.
 
 Each worker process holds one ``Partition`` and obeys the coordinator's commands over a
-pipe. Within a level the workers hand successors to each other directly, through one inbox
-queue per worker: each sends exactly one batch (perhaps empty) to every other worker per
-level, so a worker knows when it has all of its batches. A worker whose expansion fails
-still sends its (empty) batches, so the others finish the level, then reports the error.
+pipe. Within a level the workers hand claims and grants to each other directly, through one
+inbox queue per worker: in each of a level's two exchanges every worker sends exactly one
+batch (perhaps empty) to every other worker, so a worker knows when it has all of its
+batches. A worker whose step fails still sends its (empty) batches, so the others finish the
+level, then reports the error.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .model import Model
-from .partition import Candidate, Entry, LevelReport, Node, Partition, Parts, SearchSpec
+from .partition import Entry, LevelReport, Node, Partition, Parts, SearchSpec
 from .workers import Builder, context, ignore_sigint, portable
 
 POLL = 0.2  # seconds between checks that a silent worker is still alive
@@ -30,7 +31,7 @@ def _serve(
         conn.send(("error", portable(exc)))
         return
     conn.send(("ok", None))
-    n = spec.workers
+    mail = _Mail(index, spec.workers, inboxes)
     while True:
         try:
             cmd, arg = conn.recv()
@@ -40,7 +41,7 @@ def _serve(
             return
         try:
             if cmd == "level":
-                value: Any = _level(part, index, n, arg, inboxes)
+                value: Any = _level(part, mail, *arg)
             elif cmd == "seed":
                 value = part.seed(*arg)
             elif cmd == "entry":
@@ -54,20 +55,60 @@ def _serve(
             conn.send(("error", portable(exc)))
 
 
-def _level(part: Partition, me: int, n: int, depth: int, inboxes: list[Any]) -> LevelReport:
+class _Mail:
+    """One worker's side of the exchanges: a batch to and from every other worker, per
+    exchange. A batch of the next exchange can overtake one of this exchange from a third
+    worker (each sender's queue feeds in its own order), so early batches wait here."""
+
+    def __init__(self, me: int, n: int, inboxes: list[Any]) -> None:
+        self.me, self.n, self.inboxes = me, n, inboxes
+        self.round = 0
+        self.early: dict[int, list[tuple[int, Any]]] = {}
+
+    def exchange(self, outgoing: list[Any]) -> list[Any]:
+        """Send outgoing[v] to every other worker v; what each sent here, by sender."""
+        self.round += 1
+        me, here = self.me, self.round
+        for v in range(self.n):
+            if v != me:
+                self.inboxes[v].put((here, me, outgoing[v]))
+        got: list[Any] = [None] * self.n
+        got[me] = outgoing[me]
+        missing = self.n - 1
+        for sender, batch in self.early.pop(here, []):
+            got[sender] = batch
+            missing -= 1
+        while missing:
+            when, sender, batch = self.inboxes[me].get()
+            if when != here:
+                self.early.setdefault(when, []).append((sender, batch))
+                continue
+            got[sender] = batch
+            missing -= 1
+        return got
+
+
+def _level(part: Partition, mail: _Mail, depth: int, ship: float) -> LevelReport:
+    n = part.n
     error: BaseException | None = None
+    report = LevelReport()
+    outgoing: list[Any] = [[] for _ in range(n)]
     try:
-        outgoing, report = part.expand(depth)
-    except BaseException as exc:  # noqa: BLE001 - raised once the level's exchange is done
-        outgoing, report, error = [[] for _ in range(n)], LevelReport(), exc
-    for v in range(n):
-        if v != me:
-            inboxes[v].put(outgoing[v])
-    batches: list[list[Candidate]] = [outgoing[me]]
-    batches += [inboxes[me].get() for _ in range(n - 1)]
+        outgoing, report = part.expand(depth, ship)
+    except BaseException as exc:  # noqa: BLE001 - raised once the level's exchanges are done
+        error = exc
+    claims = mail.exchange(outgoing)
+    grants: list[Any] = [[] for _ in range(n)]
+    if error is None:
+        try:
+            grants, settled = part.settle(claims)
+            report.merge(settled)
+        except BaseException as exc:  # noqa: BLE001 - as above
+            error = exc
+    granted = mail.exchange(grants)
     if error is not None:
         raise error
-    report.merge(part.absorb(batches))
+    report.merge(part.hold(granted))
     return report
 
 
@@ -127,9 +168,9 @@ class LocalCluster:
         report: LevelReport = self._gather([w])[0]
         return report
 
-    def level(self, depth: int) -> list[LevelReport]:
-        for conn in self.conns:
-            conn.send(("level", depth))
+    def level(self, depth: int, ship: list[float]) -> list[LevelReport]:
+        for conn, share in zip(self.conns, ship):
+            conn.send(("level", (depth, share)))
         return self._gather(range(len(self.conns)))
 
     def entry(self, w: int, fp: int) -> Entry:

@@ -2,9 +2,10 @@
 
 Each worker is a Ray actor that builds the model from the search's builder (so kvmsim, and
 any model file at the same absolute path, must be present on every node). Within a level,
-the successors a worker sends to the others travel as Ray objects straight from actor to
-actor: ``expand`` returns one object per owner, and each owner's ``absorb`` takes its share
-of everyone's. Ray is imported only here, and only when asked for.
+the claims and grants the workers send each other travel as Ray objects straight from actor
+to actor: ``expand`` returns one object per owner, each owner's ``settle`` takes its share of
+everyone's claims and returns one object of grants per worker, and each worker's ``hold``
+takes its grants. Ray is imported only here, and only when asked for.
 
 Without an address a local Ray instance is started for the search (and stopped after it);
 when Ray is already initialised in this process (as the tests do), that instance is used.
@@ -90,12 +91,16 @@ class PartitionWorker:
     def seed(self, fp: int, parts: Parts) -> LevelReport:
         return self.part.seed(fp, parts)
 
-    def expand(self, depth: int) -> tuple[Any, ...]:
-        outgoing, report = self.part.expand(depth)
+    def expand(self, depth: int, ship: float) -> tuple[Any, ...]:
+        outgoing, report = self.part.expand(depth, ship)
         return (*outgoing, report)
 
-    def absorb(self, *batches: Any) -> LevelReport:
-        return self.part.absorb(list(batches))
+    def settle(self, *claims: Any) -> tuple[Any, ...]:
+        grants, report = self.part.settle(list(claims))
+        return (*grants, report)
+
+    def hold(self, *grants: Any) -> LevelReport:
+        return self.part.hold(list(grants))
 
     def entry(self, fp: int) -> Entry:
         return self.part.entry(fp)
@@ -127,13 +132,18 @@ class RayCluster:
         report: LevelReport = self.session.get(self.actors[w].seed.remote(fp, parts))
         return report
 
-    def level(self, depth: int) -> list[LevelReport]:
-        n = self.n
-        outs = [a.expand.options(num_returns=n + 1).remote(depth) for a in self.actors]
-        absorbed = [self.actors[v].absorb.remote(*[outs[w][v] for w in range(n)]) for v in range(n)]
+    def level(self, depth: int, ship: list[float]) -> list[LevelReport]:
+        n, actors = self.n, self.actors
+        outs = [a.expand.options(num_returns=n + 1).remote(depth, s) for a, s in zip(actors, ship)]
+        settled = [
+            actors[v].settle.options(num_returns=n + 1).remote(*[outs[w][v] for w in range(n)])
+            for v in range(n)
+        ]
+        held = [actors[v].hold.remote(*[settled[w][v] for w in range(n)]) for v in range(n)]
         reports: list[LevelReport] = [self.session.get(out[n]) for out in outs]
-        for report, ref in zip(reports, absorbed):
-            report.merge(self.session.get(ref))
+        for report, s_ref, h_ref in zip(reports, settled, held):
+            report.merge(self.session.get(s_ref[n]))
+            report.merge(self.session.get(h_ref))
         return reports
 
     def entry(self, w: int, fp: int) -> Entry:
