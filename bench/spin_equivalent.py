@@ -137,6 +137,7 @@ class Kvm(Struct):
     spte: int = 0  # EPT SPTE for the APIC gfn: pfn or 0
     ndone: int = 0  # vCPUs that left the run loop
     nwarm: int = 0  # STEADY: vCPUs that completed >= 1 guest access
+    cpus: tuple[Cpu, ...] = ()  # the vCPUs the host's request loops visit (never changes)
     started: int = 0  # vCPUs through their start step (init's loop)
 
 
@@ -202,7 +203,6 @@ def build_params(p: Params) -> Model:
     opkind, mig_korder, any_order = p.opkind, p.mig_korder, p.any_order_kicks
     reload_retry, fault_retry = p.reload_retry, p.fault_retry
     symmetric = p.symmetric
-    cpus: list[Cpu] = []
 
     def vcpu(  # noqa: C901 - one branch per guarded command, as in the pml
         k: Kvm,
@@ -353,6 +353,7 @@ def build_params(p: Params) -> Model:
     ) -> Steps:
         while True:
             step, reload, i, last, kind = "", False, 0, False, 0  # temporaries: dead at yield
+            cpus = k.cpus
             if hpc == H_START:
                 await_(not k.mmu_w and k.started == NV)
                 await_(not steady or hop > 0 or k.nwarm == NV)
@@ -450,13 +451,13 @@ def build_params(p: Params) -> Model:
     def setup(s: Setup) -> Kvm:
         pstate = [P_UNUSED] * (NOPS + 2)  # NPFN
         pstate[1] = P_ALLOC  # the initial APIC-access page, mapped by the host PTE
-        k = Kvm(pstate=tuple(pstate))
-        cpus[:] = [Cpu() for _ in range(NV)]
+        cpus = tuple(Cpu() for _ in range(NV))
+        k = Kvm(pstate=tuple(pstate), cpus=cpus)
         s.actor("host", host, k, lane="host")
         for i, c in enumerate(cpus):
             s.actor(f"vcpu{i}", vcpu, k, c, 0 if symmetric else i, daemon=True, lane=f"CPU{i}")
         if symmetric:
-            s.symmetric([(f"vcpu{i}", (c,)) for i, c in enumerate(cpus)])
+            s.symmetric([(f"vcpu{i}", (c,)) for i, c in enumerate(cpus)], unordered=[(k, "cpus")])
         return k
 
     return model
