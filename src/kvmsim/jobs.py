@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .engine import Model, Options, Progress, Result, System, check
-from .engine.workers import ignore_sigint
+from .engine.workers import become_worker
 from .simulate import COST_EVENTS
 
 # Every cost figure the KVM model produces, in report order, with what it counts.
@@ -312,7 +312,7 @@ def run_jobs(
     summaries: dict[Job, Summary] = {}
     started: dict[Job, float] = {}
     done: queue.Queue[tuple[Job, Summary | BaseException]] = queue.Queue()
-    pool = _context().Pool(min(workers, len(jobs)), initializer=ignore_sigint)
+    pool = _context().Pool(min(workers, len(jobs)), initializer=become_worker)
     interrupted = False
     last: Job | None = None
     try:

@@ -251,6 +251,59 @@ def test_sigterm_stops_a_background_check_with_its_result_so_far(
     assert doc["interrupted"] and doc["stats"]["states"] > 1
 
 
+def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is pid (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("flag", ["--workers", "--swarm"])
+def test_no_worker_outlives_a_killed_coordinator(tmp_path: Path, flag: str) -> None:
+    """SIGKILL leaves the coordinator no chance to stop its workers: they notice that their
+    parent is gone and exit, instead of waiting for ever for each other's batches."""
+    path = model_file(tmp_path, times=8)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kvmsim", "check", path, "--quiet", flag, "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        workers = children_of(proc.pid)
+    assert len(workers) >= 2, "the workers did not start"
+    time.sleep(1.0)  # into the search
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [w for w in workers if Path(f"/proc/{w}").exists() and not zombie(w)]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)  # leave nothing behind, then fail
+    assert not alive
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
 # -- verdict lines ----------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .model import Model
 from .partition import Entry, LevelReport, Node, Partition, Parts, SearchSpec
-from .workers import Builder, context, ignore_sigint, portable
+from .workers import Builder, become_worker, context, portable
 
 POLL = 0.2  # seconds between checks that a silent worker is still alive
 
@@ -23,7 +23,7 @@ POLL = 0.2  # seconds between checks that a silent worker is still alive
 def _serve(
     index: int, source: Model | Builder, spec: SearchSpec, conn: Connection, inboxes: list[Any]
 ) -> None:
-    ignore_sigint()
+    become_worker()
     try:
         model = source if isinstance(source, Model) else source()
         part = Partition(index, model, spec)

@@ -27,11 +27,11 @@ from .trace import Path, replay
 from .workers import (
     VALIDATE_STATES,
     Builder,
+    become_worker,
     check_hashable,
     context,
     deadlock_message,
     failure_name,
-    ignore_sigint,
     invariant_message,
     portable,
     reproduce_hint,
@@ -163,7 +163,7 @@ class ChunkPool(Protocol):
 def _serve(source: Model | Builder, tasks: Any, done: Any) -> None:
     """A worker process: run the chunks it is given until it gets None. The model is built
     on the first chunk, so that an error in it is that chunk's result."""
-    ignore_sigint()
+    become_worker()
     runner: SwarmRunner | None = None
     while True:
         chunk = tasks.get()

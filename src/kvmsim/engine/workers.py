@@ -10,10 +10,12 @@ no builder, local workers are forked and inherit the model; Ray workers need one
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +23,7 @@ from .model import Model
 from .system import Outcome, State, System
 
 Builder = Callable[[], Model]
+PARENT_POLL = 0.5  # seconds between a worker's checks that its parent is still there
 VALIDATE_STATES = 2000  # as the one-process search: the first states are checked in full
 
 
@@ -36,12 +39,22 @@ def context(builder: Builder | None) -> Any:
     return multiprocessing.get_context("spawn")
 
 
-def ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them and reports what was found; and
-    SIGTERM kills them (a forked worker inherits the parent's handler, which would turn the
-    parent's terminate() into a KeyboardInterrupt the worker survives)."""
+def become_worker() -> None:
+    """Set up a worker process. It leaves Ctrl-C to the parent, which stops it and reports
+    what was found; SIGTERM kills it (a forked worker inherits the parent's handler, which
+    would turn the parent's terminate() into a KeyboardInterrupt the worker survives); and
+    it exits when the parent is gone (killed, say), since a worker waiting for a batch
+    from another worker would otherwise wait for ever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="kvmsim-parent-watch", daemon=True).start()
 
 
 # -- what the one-process search says, word for word -------------------------------------
