@@ -10,9 +10,11 @@ level, then reports the error.
 
 from __future__ import annotations
 
+import marshal
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .codec import MARSHAL_VERSION
 from .model import Model
 from .partition import Entry, LevelReport, Node, Partition, Parts, SearchSpec
 from .workers import Builder, become_worker, context, portable
@@ -70,20 +72,20 @@ class _Mail:
         self.round += 1
         me, here = self.me, self.round
         for v in range(self.n):
-            if v != me:
-                self.inboxes[v].put((here, me, outgoing[v]))
+            if v != me:  # plain data: marshal is several times quicker than pickle
+                self.inboxes[v].put((here, me, marshal.dumps(outgoing[v], MARSHAL_VERSION)))
         got: list[Any] = [None] * self.n
         got[me] = outgoing[me]
         missing = self.n - 1
         for sender, batch in self.early.pop(here, []):
-            got[sender] = batch
+            got[sender] = marshal.loads(batch)
             missing -= 1
         while missing:
             when, sender, batch = self.inboxes[me].get()
             if when != here:
                 self.early.setdefault(when, []).append((sender, batch))
                 continue
-            got[sender] = batch
+            got[sender] = marshal.loads(batch)
             missing -= 1
         return got
 
