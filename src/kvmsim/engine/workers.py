@@ -9,6 +9,7 @@ no builder, local workers are forked and inherit the model; Ray workers need one
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import pickle
@@ -23,6 +24,7 @@ from .model import Model
 from .system import Outcome, State, System
 
 Builder = Callable[[], Model]
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 PARENT_POLL = 0.5  # seconds between a worker's checks that its parent is still there
 VALIDATE_STATES = 2000  # as the one-process search: the first states are checked in full
 
@@ -48,6 +50,10 @@ def become_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     parent = os.getppid()
+    if _kill_me_with_parent():
+        if os.getppid() != parent:  # the parent died before the kernel was asked
+            os._exit(1)
+        return
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -55,6 +61,19 @@ def become_worker() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="kvmsim-parent-watch", daemon=True).start()
+
+
+def _kill_me_with_parent() -> bool:
+    """Ask Linux to send this process SIGKILL when its parent exits (prctl
+    PR_SET_PDEATHSIG): no thread, so nothing competes with the search for the GIL. False
+    where that is not available (then a thread watches the parent)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
 
 
 # -- what the one-process search says, word for word -------------------------------------
