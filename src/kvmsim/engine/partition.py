@@ -40,7 +40,7 @@ from .world import ModelError
 # (fewest context switches, actors that can take the last step of such a path, per such
 # actor the least (actor, parent fingerprint, choices)) of a state in its owner's table.
 Entry = tuple[int, int, tuple[tuple[int, int, tuple[int, ...]], ...]]
-# A state's encoding, part by part (``StateCodec.encode_parts``): a batch pickles each
+# A state's encoding, part by part (``StateCodec.encode_parts``): a batch carries each
 # distinct part once, and the receiver decodes without unmarshalling the whole.
 Parts = tuple[bytes, ...]
 # A successor claimed from its owner: (fp, its encoding when shipped else None, switches,
@@ -131,8 +131,7 @@ class Partition:
         self.system = System(model)
         self.codec = StateCodec(self.system)
         self.table: dict[int, Entry] = {}
-        # (fp, encoding when sent, the state itself when this worker made it)
-        self.frontier: list[Held] = []
+        self.frontier: list[Held] = []  # the states this worker expands next
         self.own: dict[int, list[Any]] = {}  # this level's successors this worker owns
         self.kept: dict[int, State] = {}  # this level's claimed, unshipped successors
         self.pending = {p.name for p in model.sometimes_props}
