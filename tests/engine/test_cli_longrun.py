@@ -325,3 +325,43 @@ def test_every_verdict_line_says_how_far_the_search_went(
         _code, out, _ = run(capsys, "check", *argv, "--quiet")
         verdicts = [x for x in out.splitlines() if x.startswith("verdict:")]
         assert len(verdicts) == 1 and verdicts[0].startswith(line), (argv, verdicts)
+
+
+WATCHED = """
+import multiprocessing, os, sys, time
+from kvmsim.engine import workers
+
+def child() -> None:
+    workers.become_worker()
+    time.sleep(60)
+
+if __name__ == "__main__":
+    if sys.argv[1] == "thread":
+        workers._kill_me_with_parent = lambda: False  # as on a system without prctl
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    time.sleep(0.5)
+    print(proc.pid, flush=True)
+    os._exit(0)  # gone without a word to the child
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks; reads /proc")
+@pytest.mark.parametrize("how", ["prctl", "thread"])
+def test_a_worker_exits_when_its_parent_is_gone(tmp_path: Path, how: str) -> None:
+    """Both ways a worker notices its parent is gone: Linux's parent-death signal, and the
+    watcher thread used where that is not available."""
+    script = tmp_path / "watched.py"
+    script.write_text(WATCHED)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    out = subprocess.run(
+        [sys.executable, str(script), how], env=env, capture_output=True, text=True, timeout=60
+    )
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and not zombie(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = Path(f"/proc/{pid}").exists() and not zombie(pid)
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive
