@@ -251,18 +251,42 @@ def test_sigterm_stops_a_background_check_with_its_result_so_far(
     assert doc["interrupted"] and doc["stats"]["states"] > 1
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first, then the parent),
+    None for a process that is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def running(pid: int) -> bool:
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
 def children_of(pid: int) -> list[int]:
-    """The live processes whose parent is pid (Linux /proc)."""
+    """The running processes whose parent is pid (Linux /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # gone meanwhile
-            if int(fields[1]) == pid and fields[0] != "Z":
+            fields = proc_stat(int(entry.name))
+            if fields is not None and int(fields[1]) == pid and fields[0] != "Z":
                 found.append(int(entry.name))
     return found
+
+
+def left_running(pids: list[int], seconds: float) -> list[int]:
+    """Those of pids still running after waiting up to seconds for them to exit; they are
+    then killed, so that a failing test leaves nothing behind."""
+    deadline = time.monotonic() + seconds
+    alive = [p for p in pids if running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if running(p)]
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    return alive
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
@@ -287,21 +311,7 @@ def test_no_worker_outlives_a_killed_coordinator(tmp_path: Path, flag: str) -> N
     time.sleep(1.0)  # into the search
     proc.kill()
     proc.wait()
-    deadline = time.monotonic() + 20
-    alive = workers
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.2)
-        alive = [w for w in workers if Path(f"/proc/{w}").exists() and not zombie(w)]
-    for w in alive:
-        os.kill(w, signal.SIGKILL)  # leave nothing behind, then fail
-    assert not alive
-
-
-def zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
+    assert not left_running(workers, 20)
 
 
 # -- verdict lines ----------------------------------------------------------------------------
@@ -357,11 +367,4 @@ def test_a_worker_exits_when_its_parent_is_gone(tmp_path: Path, how: str) -> Non
     out = subprocess.run(
         [sys.executable, str(script), how], env=env, capture_output=True, text=True, timeout=60
     )
-    pid = int(out.stdout.split()[0])
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and not zombie(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    alive = Path(f"/proc/{pid}").exists() and not zombie(pid)
-    if alive:
-        os.kill(pid, signal.SIGKILL)
-    assert not alive
+    assert not left_running([int(out.stdout.split()[0])], 10)
