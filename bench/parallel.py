@@ -1,7 +1,7 @@
 """Speed-up of the partitioned breadth-first search, measured side by side in one run.
 
     python bench/parallel.py [--model counters:3x7] [--workers 1,2] [--repeat 1] [--no-liveness]
-                             [--free-exchange]
+                             [--max-depth N] [--free-exchange]
 
 Runs the same exhaustive check (default options) as the one-process search, then as the
 partitioned search with each number of workers, and prints for each:
@@ -28,6 +28,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from kvmsim.engine import Model, Options, Result, check
 from kvmsim.engine.inline import InlineCluster
@@ -79,7 +80,7 @@ def timed(run: Callable[[], Result]) -> tuple[Result, float, float]:
     return result, time.perf_counter() - start, time.process_time() - cpu
 
 
-def free_exchange(spec: str, n: int, live: bool) -> tuple[int, list[float]]:
+def free_exchange(spec: str, n: int, opt: Options) -> tuple[int, list[float]]:
     """The partitioned search with n partitions in this one process (``InlineCluster``: the
     claims and grants handed over as Python lists; no pickling, no pipes, no waiting):
     (states, each partition's CPU seconds). The busiest partition's time bounds the speed-up
@@ -91,7 +92,7 @@ def free_exchange(spec: str, n: int, live: bool) -> tuple[int, list[float]]:
         clusters.append(InlineCluster([model_named(spec) for _ in range(n)], search))
         return clusters[0]
 
-    result = partitioned_check(model_named(spec), Options(workers=n, liveness=live), cluster_for)
+    result = partitioned_check(model_named(spec), replace(opt, workers=n), cluster_for)
     return result.stats.states, clusters[0].cpu
 
 
@@ -112,6 +113,12 @@ def main() -> int:
         "--no-liveness", action="store_true", help="safety only (as vs_spin.py checks)"
     )
     parser.add_argument(
+        "--max-depth",
+        type=int,
+        default=None,
+        help="explore no deeper than N steps (the same bound in every run)",
+    )
+    parser.add_argument(
         "--free-exchange",
         action="store_true",
         help="also run the partitions in one process, exchange free: the bound on speed-up",
@@ -119,18 +126,17 @@ def main() -> int:
     args = parser.parse_args()
     model = model_named(args.model)
     live = not args.no_liveness
+    opt = Options(liveness=live, max_depth=args.max_depth)
     counts = [int(w) for w in args.workers.split(",")]
     load = os.getloadavg()
     print(f"model {model.name}; load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"{os.cpu_count()} CPUs; forked workers")
-    runs: list[tuple[str, Callable[[], Result]]] = [
-        ("one process", lambda: check(model, Options(liveness=live)))
-    ]
+    runs: list[tuple[str, Callable[[], Result]]] = [("one process", lambda: check(model, opt))]
     for n in counts:
         runs.append(
             (
                 f"{n} worker{'s' if n > 1 else ''}",
-                lambda n=n: partitioned_check(model, Options(workers=n, liveness=live)),
+                lambda n=n: partitioned_check(model, replace(opt, workers=n)),
             )
         )
     # Repeats go round (one process, 1 worker, 2 workers, one process, ...), so that a
@@ -180,7 +186,7 @@ def main() -> int:
     if args.free_exchange:
         cpus = {}
         for n in sorted({1, *counts}):
-            states, cpu = free_exchange(args.model, n, live)
+            states, cpu = free_exchange(args.model, n, opt)
             cpus[n] = max(cpu)
             agree &= states == plain[1].stats.states
             shares = ", ".join(f"{c:.1f}" for c in cpu)

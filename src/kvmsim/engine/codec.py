@@ -130,6 +130,10 @@ class StateCodec:
             else:
                 data = marshal.dumps(tuple([self._field(x) for x in part]), MARSHAL_VERSION)
             cache.put(part, data)
+            decoded = self._decoded
+            if len(decoded) >= CACHE_SIZE:
+                decoded.clear()
+            decoded.setdefault(data, part)  # decoding these bytes gives this very object
         return data
 
     def fingerprint(self, state: State) -> int:
@@ -160,26 +164,30 @@ class StateCodec:
             i += 1
         return hs, sum(hs) & _MASK64
 
-    def child_fingerprint(self, child: State, parent: State, hs: list[int], total: int) -> int:
-        """``part_fingerprint`` of child, a successor of parent whose part_fingerprints are
-        hs and total: a step shares every part it leaves alone with its parent (the same
-        objects), so only the parts that are other objects are looked up."""
+    def child_fingerprints(
+        self, child: State, parent: State, hs: list[int]
+    ) -> tuple[list[int], int]:
+        """``part_fingerprints`` of child, a successor of parent whose part hashes are hs: a
+        step shares every part it leaves alone with its parent (the same objects), so only
+        the parts that are other objects are looked up. The hashes go with the state to its
+        own expansion, which then looks up none of its parts again."""
         caches = self._part_fps
+        out = hs.copy()
         world, before = child[0], parent[0]
         if world is not before:
             i = 0
             for c, p in zip(world, before):
                 if c is not p:
                     h = caches[i].new.get(c)
-                    total += (self.part_hash(i, c, False) if h is None else h) - hs[i]
+                    out[i] = self.part_hash(i, c, False) if h is None else h
                 i += 1
         i = self.nobjects
         for f, g in zip(child[1], parent[1]):
             if f is not g:
                 h = caches[i].new.get(f)
-                total += (self.part_hash(i, f, True) if h is None else h) - hs[i]
+                out[i] = self.part_hash(i, f, True) if h is None else h
             i += 1
-        return total & _MASK64
+        return out, sum(out) & _MASK64
 
     def part_hash(self, i: int, part: Any, frames: bool) -> int:
         """The hash of part at position i (a world object's tuple, or an actor's frames when

@@ -29,6 +29,7 @@ import gc
 import marshal
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from .codec import MARSHAL_VERSION, StateCodec
@@ -48,9 +49,12 @@ Parts = tuple[bytes, ...]
 Candidate = tuple[int, Parts | None, int, int, dict[int, tuple[int, tuple[int, ...]]]]
 # A new state granted to the worker that claimed it: (fp, switches, last-actor mask).
 Grant = tuple[int, int, int]
-# A state waiting to be expanded: (fp, encoding when shipped, the state when made or kept
-# here, fewest switches, last-actor mask).
-Held = tuple[int, Parts | None, State | None, int, int]
+# A state waiting to be expanded: (order, fp, encoding when shipped, the state and its part
+# hashes when made or kept here, fewest switches, last-actor mask). Order is when this
+# worker found it (shipped states after all of those).
+Held = tuple[int, int, Parts | None, State | None, list[int] | None, int, int]
+# The order given to shipped states: after every state a worker finds in a level.
+SHIPPED_ORDER = 1 << 62
 # The share of ``SHIP_SCALE`` of its claims a worker ships (fingerprint bits 32..47 below it).
 SHIP_SCALE = 1 << 16
 # The share shipped by a worker that holds no more than its even share: enough to undo the
@@ -133,7 +137,9 @@ class Partition:
         self.table: dict[int, Entry] = {}
         self.frontier: list[Held] = []  # the states this worker expands next
         self.own: dict[int, list[Any]] = {}  # this level's successors this worker owns
-        self.kept: dict[int, State] = {}  # this level's claimed, unshipped successors
+        # this level's claimed, unshipped successors: (the order they were found in, the
+        # state, its part hashes)
+        self.kept: dict[int, tuple[int, State, list[int]]] = {}
         self.pending = {p.name for p in model.sometimes_props}
         self.best: dict[str, Found] = {}
         self.sent: set[int] = set()  # the last level's successors sent to others
@@ -157,7 +163,7 @@ class Partition:
     def seed(self, fp: int, parts: Parts) -> LevelReport:
         """Take the initial state (this worker owns it): it may move from any actor."""
         self.table[fp] = (0, -1, ())
-        self.frontier = [(fp, parts, None, 0, -1)]
+        self.frontier = [(0, fp, parts, None, None, 0, -1)]
         return LevelReport(new_states=1, frontier=1)
 
     def entry(self, fp: int) -> Entry:
@@ -179,14 +185,19 @@ class Partition:
         maps: list[dict[int, list[Any]]] = [{} for _ in range(self.n)]
         system, table = self.system, self.table
         fingerprints, decode = self.codec.part_fingerprints, self.codec.decode_parts
-        fingerprint = self.codec.child_fingerprint
+        child_fingerprints = self.codec.child_fingerprints
         simplest, n, me = self.spec.simplest, self.n, self.index
         mine = maps[me]
         limit = self.spec.max_depth
         # Successors claimed in the last level are known to their owners: not claimed again.
         sent = self.sent
-        for fp, parts, live, fewest, last in self.frontier:
-            state = decode(parts) if live is None else live
+        found = 0  # successors found so far, new to this worker: their order (see hold)
+        for _, fp, parts, live, hs, fewest, last in self.frontier:
+            if live is None:  # shipped here
+                state = decode(parts)
+                hs = fingerprints(state)[0]
+            else:
+                state = live
             edges: list[tuple[int, int, tuple[int, ...]]] | None = (
                 [] if self.spec.must_finish else None
             )
@@ -200,7 +211,7 @@ class Partition:
                         self._node(fp, state, 0, edges)
                 continue
             mask = 0
-            hs, total = fingerprints(state)
+            assert hs is not None
             for actor, script, out in system.successors(state):
                 if out.kind == "blocked":
                     continue
@@ -219,7 +230,7 @@ class Partition:
                 child = out.state
                 assert child is not None
                 try:
-                    cfp = fingerprint(child, state, hs, total)
+                    chs, cfp = child_fingerprints(child, state, hs)
                 except (ModelError, TypeError):
                     system.validate_state(child)  # the one-process search's words for it
                     raise
@@ -232,9 +243,12 @@ class Partition:
                 if cand is None:
                     if owner == me:
                         if cfp not in table:
-                            mine[cfp] = [None, cost, 1 << actor, {actor: link}, child, -1]
+                            links = {actor: link}
+                            mine[cfp] = [None, cost, 1 << actor, links, child, -1, found, chs]
+                            found += 1
                     elif cfp not in sent:
-                        bucket[cfp] = [child, cost, 1 << actor, {actor: link}]
+                        bucket[cfp] = [child, cost, 1 << actor, {actor: link}, found, chs]
+                        found += 1
                 elif cost < cand[1]:
                     cand[1], cand[2], cand[3] = cost, 1 << actor, {actor: link}
                 elif cost == cand[1]:
@@ -256,11 +270,11 @@ class Partition:
         for bucket in maps:
             self.sent.update(bucket)
             claims: list[Candidate] = []
-            for cfp, (child, cost, mask, links) in bucket.items():
+            for cfp, (child, cost, mask, links, order, chs) in bucket.items():
                 if (cfp >> 32) % SHIP_SCALE < below:
                     claims.append((cfp, encode(child), cost, mask, links))
                 else:
-                    kept[cfp] = child
+                    kept[cfp] = (order, child, chs)
                     claims.append((cfp, None, cost, mask, links))
             outgoing.append(claims)
         return outgoing, report
@@ -272,6 +286,7 @@ class Partition:
         else the lowest worker that kept it (the grants, per worker)."""
         table, me = self.table, self.index
         merged, self.own = self.own, {}
+        arrived = SHIPPED_ORDER  # shipped states are expanded after those found here
         for sender, batch in enumerate(claims):
             if sender == me:
                 continue
@@ -281,7 +296,8 @@ class Partition:
                 cand = merged.get(cfp)
                 if cand is None:
                     keeper = -1 if parts is not None else sender
-                    merged[cfp] = [parts, cost, mask, links, None, keeper]
+                    merged[cfp] = [parts, cost, mask, links, None, keeper, arrived, None]
+                    arrived += 1
                     continue
                 if cand[4] is None and cand[0] is None:
                     if parts is not None:
@@ -299,14 +315,14 @@ class Partition:
                             mine[a] = link
         frontier = self.frontier
         grants: list[list[Grant]] = [[] for _ in range(self.n)]
-        for cfp, (parts, cost, mask, links, live, keeper) in merged.items():
+        for cfp, (parts, cost, mask, links, live, keeper, order, hs) in merged.items():
             if len(links) == 1:
                 ((a, (p, s)),) = links.items()
                 table[cfp] = (cost, mask, ((a, p, s),))
             else:
                 table[cfp] = (cost, mask, tuple((a, p, s) for a, (p, s) in sorted(links.items())))
             if keeper < 0:
-                frontier.append((cfp, parts, live, cost, mask))
+                frontier.append((order, cfp, parts, live, hs, cost, mask))
             else:
                 grants[keeper].append((cfp, cost, mask))
         return grants, LevelReport(new_states=len(merged))
@@ -317,8 +333,14 @@ class Partition:
         frontier, kept = self.frontier, self.kept
         for batch in grants:
             for cfp, cost, mask in batch:
-                frontier.append((cfp, None, kept[cfp], cost, mask))
+                order, live, hs = kept[cfp]
+                frontier.append((order, cfp, None, live, hs, cost, mask))
         self.kept = {}
+        # Expand in the order the states were found, as the one-process search does: a
+        # state's successors are then stepped one after another, and they share most parts
+        # and step-memo entries with each other, which the processor's caches still hold
+        # (shuffled, one partition's search of spin:2x2 took half as long again).
+        frontier.sort(key=itemgetter(0))
         # The cyclic garbage collector stays off through the level, and what the level
         # kept is then frozen (never walked again): left on, the collector walks the ever
         # larger table again and again (half a worker's time on a model of 200,000 states),
