@@ -14,7 +14,7 @@ from kvmsim.demos import DEMOS
 from kvmsim.engine import Model, ModelError, Options, Result, Setup, Struct, check
 from kvmsim.engine.inline import InlineCluster
 from kvmsim.engine.parallel_bfs import partitioned_check
-from kvmsim.engine.partition import BASE_SHIP, SearchSpec, ship_shares
+from kvmsim.engine.partition import BASE_SHIP, LevelReport, SearchSpec, ship_shares
 from kvmsim.engine.simplest import switches
 from kvmsim.machine import build_model
 from kvmsim.replay import ModelRef
@@ -135,6 +135,34 @@ def test_states_stay_where_they_were_made_unless_shipped() -> None:
         expanded = [p.checked for p in clusters[0].parts]
         assert sum(expanded) == result.stats.states
         assert low <= max(expanded) / result.stats.states <= high, (ship, expanded)
+
+
+def test_a_worker_expands_its_states_in_the_order_it_found_them() -> None:
+    """Successors a worker owns and successors it keeps for another owner are expanded
+    together in the order found (one state's successors one after another, as in the
+    one-process search), never first the owned ones and then the kept ones."""
+    clusters: list[InlineCluster] = []
+    levels = []
+
+    def cluster_for(spec: SearchSpec) -> InlineCluster:
+        cluster = InlineCluster([kvm_migrate("v6.5") for _ in range(2)], spec)
+        clusters.append(cluster)
+        level = cluster.level
+
+        def checked(depth: int, ship: list[float]) -> list[LevelReport]:
+            reports = level(depth, ship)
+            for part in cluster.parts:
+                found = [(order, fp % 2) for order, fp, parts, *_ in part.frontier if parts is None]
+                levels.append(found)
+            return reports
+
+        cluster.level = checked  # type: ignore[method-assign]
+        return cluster
+
+    partitioned_check(kvm_migrate("v6.5"), Options(workers=2), cluster_for)
+    assert all(found == sorted(found) for found in levels)
+    # Owned and kept states interleave: the owner changes more than once along a level.
+    assert any(sum(a[1] != b[1] for a, b in zip(f, f[1:])) > 1 for f in levels)
 
 
 def test_ship_shares() -> None:
