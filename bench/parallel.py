@@ -17,7 +17,8 @@ reach if moving states between processes cost nothing.
 Models: ``counters:NxK`` (N threads each adding K times to a shared counter, read and write
 in separate steps; 3x6 has 668,500 states, 3x7 1,729,400), ``filter:N`` (Peterson's filter lock,
 N threads), ``spin:NVxNOPS`` (the SPIN model's kvmsim form, bench/spin_equivalent.py, as
-vs_spin.py runs it: 2x2 has 1,719,633 states), ``kvm:VARIANT/SCENARIO`` (the KVM model).
+vs_spin.py runs it: 2x2 has 1,719,633 states), ``kvm:VARIANT/SCENARIO`` (the KVM model;
+``kvm:v6.5/three-vcpus-migrate`` with ``--max-depth 33`` has 1,005,536 states).
 """
 
 from __future__ import annotations
