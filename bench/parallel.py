@@ -126,8 +126,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     model = model_named(args.model)
-    live = not args.no_liveness
-    opt = Options(liveness=live, max_depth=args.max_depth)
+    opt = Options(liveness=not args.no_liveness, max_depth=args.max_depth)
     counts = [int(w) for w in args.workers.split(",")]
     load = os.getloadavg()
     print(f"model {model.name}; load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

@@ -141,12 +141,10 @@ def test_a_worker_expands_its_states_in_the_order_it_found_them() -> None:
     """Successors a worker owns and successors it keeps for another owner are expanded
     together in the order found (one state's successors one after another, as in the
     one-process search), never first the owned ones and then the kept ones."""
-    clusters: list[InlineCluster] = []
     levels = []
 
     def cluster_for(spec: SearchSpec) -> InlineCluster:
         cluster = InlineCluster([kvm_migrate("v6.5") for _ in range(2)], spec)
-        clusters.append(cluster)
         level = cluster.level
 
         def checked(depth: int, ship: list[float]) -> list[LevelReport]:
